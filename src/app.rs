@@ -1,0 +1,231 @@
+//! The application core: resolves a route to a `Reply` from the cache,
+//! filling from the upstream on a miss. Knows nothing of pingora.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use url::Url;
+
+use crate::cache::{Cache, DiskEntry, FillReader, Found, Meta};
+use crate::config::Config;
+use crate::error::AppError;
+use crate::feeds::FeedIndex;
+use crate::keys::{CacheKey, FeedRef, FlatFile};
+use crate::metadata::{MetadataStore, Transform};
+use crate::routes::{Route, V3Route};
+use crate::upstream::Upstream;
+
+/// A response body, wherever it comes from.
+pub enum Body {
+    /// In memory; `templated` bodies are rendered by the responder.
+    Bytes(Bytes),
+    /// A complete entry on disk.
+    Disk(DiskEntry),
+    /// A fill in progress, with the length when the upstream announced it.
+    Fill(FillReader, Option<u64>),
+}
+
+/// What the handler answers: entry meta, body, and how the cache did.
+pub struct Reply {
+    pub meta: Arc<Meta>,
+    pub body: Body,
+    /// `HIT`, `MISS`, `REVALIDATED`: sent as `X-Cache`.
+    pub cache: &'static str,
+}
+
+/// Shared state of the running proxy.
+pub struct App {
+    pub config: Config,
+    pub cache: Arc<Cache>,
+    pub upstream: Upstream,
+    pub metadata: Arc<MetadataStore>,
+    /// Parsed service indexes by feed, with the ETag of the document they came from.
+    feeds: Mutex<HashMap<FeedRef, (String, Arc<FeedIndex>)>>,
+}
+
+impl App {
+    pub fn new(config: Config, cache: Arc<Cache>, upstream: Upstream) -> Arc<Self> {
+        let metadata = MetadataStore::new(
+            cache.clone(),
+            upstream.clone(),
+            config.cache.metadata_ttl,
+            config.cache.max_metadata_size.as_u64(),
+        );
+        Arc::new(App {
+            config,
+            cache,
+            upstream,
+            metadata,
+            feeds: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Answers a routed request. `query` is the raw query string.
+    pub async fn handle(&self, route: &Route, query: Option<&str>) -> Result<Reply, AppError> {
+        match route {
+            Route::Health => Ok(Reply {
+                meta: Arc::new(Meta {
+                    freshness: crate::cache::Freshness::Metadata,
+                    content_type: "text/plain; charset=utf-8".into(),
+                    content_encoding: None,
+                    etag: "\"ok\"".into(),
+                    upstream_etag: None,
+                    last_modified: None,
+                    stored_at: 0,
+                    templated: false,
+                }),
+                body: Body::Bytes(Bytes::from_static(b"ok\n")),
+                cache: "NONE",
+            }),
+            Route::V3 { feed, res } => self.v3(feed, res, query).await,
+        }
+    }
+
+    async fn v3(&self, feed: &FeedRef, res: &V3Route, query: Option<&str>) -> Result<Reply, AppError> {
+        match res {
+            V3Route::ServiceIndex => {
+                let (idx, meta, cache) = self.feed_index(feed).await?;
+                let mut meta = (*meta).clone();
+                meta.templated = true;
+                meta.content_type = "application/json; charset=utf-8".into();
+                Ok(Reply {
+                    meta: Arc::new(meta),
+                    body: Body::Bytes(idx.template.clone()),
+                    cache,
+                })
+            }
+            V3Route::FlatIndex { id } => {
+                let key = CacheKey::flat_index(feed, id);
+                let (idx, _, _) = self.feed_index(feed).await?;
+                let url = join(flat_base(&idx)?, &format!("{id}/index.json"))?;
+                self.meta_reply(&key, &url, &Transform::None).await
+            }
+            V3Route::FlatFile { id, version, file } => self.flat_file(feed, id, version, *file).await,
+            V3Route::Registration { tag, id, rest } => {
+                let (idx, _, _) = self.feed_index(feed).await?;
+                let base = idx.registration(tag).ok_or(AppError::NotFound)?;
+                let url = join(base, &format!("{id}/{rest}"))?;
+                let key = CacheKey::hashed(feed, "reg", tag, Some(id), rest);
+                self.meta_reply(&key, &url, &Transform::Rewrite(idx.rewriter.clone())).await
+            }
+            V3Route::Search { tag } | V3Route::Autocomplete { tag } => {
+                let (idx, _, _) = self.feed_index(feed).await?;
+                let (class, base) = match res {
+                    V3Route::Search { .. } => ("search", idx.search(tag)),
+                    _ => ("autocomplete", idx.autocomplete(tag)),
+                };
+                let mut url = base.ok_or(AppError::NotFound)?.clone();
+                url.set_query(query);
+                let key = CacheKey::hashed(feed, class, tag, None, query.unwrap_or(""));
+                self.meta_reply(&key, &url, &Transform::Rewrite(idx.rewriter.clone())).await
+            }
+            V3Route::Raw { origin, path } => {
+                let (idx, _, _) = self.feed_index(feed).await?;
+                let o = idx.origins.get(*origin).ok_or(AppError::NotFound)?;
+                let mut url = Url::parse(&format!("{o}/{path}"))
+                    .map_err(|_| AppError::Route(crate::routes::RouteError::NotFound))?;
+                url.set_query(query);
+                let detail = format!("{path}?{}", query.unwrap_or(""));
+                let key = CacheKey::hashed(feed, "raw", &origin.to_string(), None, &detail);
+                self.meta_reply(&key, &url, &Transform::Rewrite(idx.rewriter.clone())).await
+            }
+        }
+    }
+
+    async fn flat_file(&self, feed: &FeedRef, id: &str, version: &str, file: FlatFile) -> Result<Reply, AppError> {
+        let key = CacheKey::flat_file(feed, id, version, file);
+        // Package content never expires: a cached copy is served without even
+        // looking at the service index, so a hit needs no upstream at all.
+        match self.cache.get(&key).await? {
+            Some(found) => return Ok(found_reply(found)),
+            None => {
+                if let Some(fill) = self.cache.blobs.get(&key) {
+                    return fill_reply(fill.reader(), "MISS").await;
+                }
+            }
+        }
+        let (idx, _, _) = self.feed_index(feed).await?;
+        let name = match file {
+            FlatFile::Nupkg => format!("{id}/{version}/{id}.{version}.nupkg"),
+            FlatFile::Nuspec => format!("{id}/{version}/{id}.nuspec"),
+            FlatFile::Icon => format!("{id}/{version}/icon"),
+            FlatFile::Readme => format!("{id}/{version}/readme"),
+        };
+        let url = join(flat_base(&idx)?, &name)?;
+        let (fill, _) = self.cache.fill_blob(&key, url, self.upstream.clone());
+        fill_reply(fill.reader(), "MISS").await
+    }
+
+    async fn meta_reply(&self, key: &CacheKey, url: &Url, t: &Transform) -> Result<Reply, AppError> {
+        let (entry, outcome) = self.metadata.get(key, url, t).await?;
+        Ok(Reply {
+            meta: entry.meta.clone(),
+            body: Body::Bytes(entry.body.clone()),
+            cache: outcome.as_str(),
+        })
+    }
+
+    /// The feed's parsed service index (fresh per the metadata TTL).
+    pub async fn feed_index(&self, feed: &FeedRef) -> Result<(Arc<FeedIndex>, Arc<Meta>, &'static str), AppError> {
+        let url = self.service_index_url(feed)?;
+        let key = CacheKey::service_index(feed);
+        let (entry, outcome) = self.metadata.get(&key, &url, &Transform::None).await?;
+        let etag = &entry.meta.etag;
+        {
+            let feeds = self.feeds.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((tag, idx)) = feeds.get(feed) {
+                if tag == etag {
+                    return Ok((idx.clone(), entry.meta.clone(), outcome.as_str()));
+                }
+            }
+        }
+        let idx = Arc::new(FeedIndex::build(feed, &url, &entry.body).map_err(AppError::BadUpstream)?);
+        self.feeds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(feed.clone(), (etag.clone(), idx.clone()));
+        Ok((idx, entry.meta.clone(), outcome.as_str()))
+    }
+
+    fn service_index_url(&self, feed: &FeedRef) -> Result<Url, AppError> {
+        match feed {
+            FeedRef::Default => Ok(self.config.nuget.service_index.clone()),
+            FeedRef::ProGet(_) => Err(AppError::Unconfigured("a ProGet upstream")),
+        }
+    }
+}
+
+fn flat_base(idx: &FeedIndex) -> Result<&Url, AppError> {
+    idx.flat.as_ref().ok_or(AppError::NotFound)
+}
+
+/// Appends a relative path of validated segments to a base ending in `/`.
+fn join(base: &Url, rel: &str) -> Result<Url, AppError> {
+    base.join(rel)
+        .map_err(|e| AppError::BadUpstream(format!("cannot build upstream URL: {e}")))
+}
+
+fn found_reply(found: Found) -> Reply {
+    match found {
+        Found::Memory(m) => Reply {
+            meta: m.meta.clone(),
+            body: Body::Bytes(m.body.clone()),
+            cache: "HIT",
+        },
+        Found::Disk(d) => Reply {
+            meta: d.meta.clone(),
+            body: Body::Disk(d),
+            cache: "HIT",
+        },
+    }
+}
+
+async fn fill_reply(mut reader: FillReader, cache: &'static str) -> Result<Reply, AppError> {
+    let (meta, len) = reader.head().await?;
+    Ok(Reply {
+        meta,
+        body: Body::Fill(reader, len),
+        cache,
+    })
+}

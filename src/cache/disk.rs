@@ -1,0 +1,251 @@
+//! The disk tier: one file per entry under `data/`, written in `tmp/` and
+//! published by rename, so a reader never sees a partial entry.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tempfile::NamedTempFile;
+
+use super::entry::{decode_header, encode_header, HeaderError, Meta};
+use super::CacheError;
+use crate::keys::CacheKey;
+
+/// An entry found on disk: an open file and where its body lies.
+#[derive(Debug, Clone)]
+pub struct DiskEntry {
+    pub file: Arc<File>,
+    pub meta: Arc<Meta>,
+    /// Byte offset of the body in `file`.
+    pub offset: u64,
+    /// Body length.
+    pub len: u64,
+}
+
+/// The disk tier rooted at the configured cache directory.
+#[derive(Debug)]
+pub struct DiskTier {
+    data: PathBuf,
+    tmp: PathBuf,
+}
+
+/// A file being filled in `tmp/`; dropped without `commit`, it is deleted.
+pub struct TempEntry {
+    named: NamedTempFile,
+    /// Second handle on the same file for concurrent readers (positional reads).
+    pub shared: Arc<File>,
+}
+
+fn io_err(path: &Path, e: std::io::Error) -> CacheError {
+    CacheError::Io {
+        path: path.display().to_string(),
+        msg: e.to_string(),
+    }
+}
+
+/// Runs blocking file work off the async workers.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, CacheError> + Send + 'static,
+) -> Result<T, CacheError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| CacheError::Io {
+        path: "blocking task".into(),
+        msg: e.to_string(),
+    })?
+}
+
+/// Reads `len` bytes at `offset` (short only at end of file).
+pub async fn read_at(file: Arc<File>, offset: u64, len: usize) -> Result<Bytes, CacheError> {
+    blocking(move || {
+        let mut buf = vec![0u8; len];
+        let mut got = 0;
+        while got < len {
+            let n = file
+                .read_at(&mut buf[got..], offset + got as u64)
+                .map_err(|e| io_err(Path::new("entry"), e))?;
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        buf.truncate(got);
+        Ok(Bytes::from(buf))
+    })
+    .await
+}
+
+impl DiskTier {
+    /// Opens (creating) the tier and removes temp files a previous run left.
+    pub fn open(root: &Path) -> Result<Self, CacheError> {
+        let data = root.join("data");
+        let tmp = root.join("tmp");
+        fs::create_dir_all(&data).map_err(|e| io_err(&data, e))?;
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
+        }
+        fs::create_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
+        Ok(DiskTier { data, tmp })
+    }
+
+    /// Where an entry lives. Keys are built from validated components only.
+    pub fn path_for(&self, key: &CacheKey) -> PathBuf {
+        self.data.join(key.as_str())
+    }
+
+    /// Opens an entry; a missing file is `None`, a corrupt one is removed and `None`.
+    pub async fn get(&self, key: &CacheKey) -> Result<Option<DiskEntry>, CacheError> {
+        let path = self.path_for(key);
+        blocking(move || {
+            let file = match File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(io_err(&path, e)),
+            };
+            let size = file.metadata().map_err(|e| io_err(&path, e))?.len();
+            let mut buf = vec![0u8; 4096.min(size as usize)];
+            let n = file.read_at(&mut buf, 0).map_err(|e| io_err(&path, e))?;
+            buf.truncate(n);
+            let parsed = match decode_header(&buf) {
+                Err(HeaderError::Short(need)) if (need as u64) <= size => {
+                    let mut big = vec![0u8; need];
+                    file.read_exact_at(&mut big, 0).map_err(|e| io_err(&path, e))?;
+                    decode_header(&big)
+                }
+                other => other,
+            };
+            match parsed {
+                Ok((meta, offset)) => Ok(Some(DiskEntry {
+                    file: Arc::new(file),
+                    meta: Arc::new(meta),
+                    offset,
+                    len: size - offset,
+                })),
+                Err(why) => {
+                    tracing::warn!(path = %path.display(), ?why, "removing corrupt cache entry");
+                    let _ = fs::remove_file(&path);
+                    Ok(None)
+                }
+            }
+        })
+        .await
+    }
+
+    /// Writes a whole entry atomically.
+    pub async fn put(&self, key: &CacheKey, meta: &Meta, body: Bytes) -> Result<(), CacheError> {
+        let mut temp = self.temp()?;
+        let header = encode_header(meta);
+        let target = self.path_for(key);
+        blocking(move || {
+            let f = temp.named.as_file_mut();
+            f.write_all(&header)
+                .and_then(|_| f.write_all(&body))
+                .map_err(|e| io_err(temp.named.path(), e))?;
+            temp.commit_to(&target)
+        })
+        .await
+    }
+
+    /// Removes an entry if present.
+    pub async fn remove(&self, key: &CacheKey) -> Result<(), CacheError> {
+        let path = self.path_for(key);
+        blocking(move || match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(&path, e)),
+            _ => Ok(()),
+        })
+        .await
+    }
+
+    /// A new temp file for a streaming fill.
+    pub fn temp(&self) -> Result<TempEntry, CacheError> {
+        let named = tempfile::Builder::new()
+            .prefix("fill-")
+            .tempfile_in(&self.tmp)
+            .map_err(|e| io_err(&self.tmp, e))?;
+        let shared = named
+            .as_file()
+            .try_clone()
+            .map_err(|e| io_err(named.path(), e))?;
+        Ok(TempEntry {
+            named,
+            shared: Arc::new(shared),
+        })
+    }
+
+}
+
+impl TempEntry {
+    /// Positional write (blocking).
+    pub fn write_at(&self, buf: &[u8], offset: u64) -> Result<(), CacheError> {
+        self.shared
+            .write_all_at(buf, offset)
+            .map_err(|e| io_err(self.named.path(), e))
+    }
+
+    /// Flushes data to stable storage, then renames into place: after a crash the
+    /// entry is either absent or complete.
+    pub fn commit_to(self, target: &Path) -> Result<(), CacheError> {
+        self.named
+            .as_file()
+            .sync_data()
+            .map_err(|e| io_err(self.named.path(), e))?;
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent).map_err(|e| io_err(parent, e))?;
+        }
+        self.named
+            .persist(target)
+            .map_err(|e| io_err(target, e.error))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::entry::Freshness;
+    use super::*;
+
+    fn meta() -> Meta {
+        Meta {
+            freshness: Freshness::Immutable,
+            content_type: "application/octet-stream".into(),
+            content_encoding: None,
+            etag: "\"e\"".into(),
+            upstream_etag: None,
+            last_modified: None,
+            stored_at: 1,
+            templated: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn put_get_and_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let tier = DiskTier::open(dir.path()).unwrap();
+        let key = CacheKey::from("nuget/flat/a/1.0.0/a.1.0.0.nupkg".to_string());
+        assert!(tier.get(&key).await.unwrap().is_none());
+        tier.put(&key, &meta(), Bytes::from_static(b"hello")).await.unwrap();
+        let e = tier.get(&key).await.unwrap().unwrap();
+        assert_eq!(e.len, 5);
+        assert_eq!(&read_at(e.file.clone(), e.offset, 5).await.unwrap()[..], b"hello");
+        assert_eq!(*e.meta, meta());
+
+        std::fs::write(tier.path_for(&key), b"garbage that is not an entry").unwrap();
+        assert!(tier.get(&key).await.unwrap().is_none());
+        assert!(!tier.path_for(&key).exists(), "corrupt entry removed");
+    }
+
+    #[tokio::test]
+    async fn dropped_temp_leaves_nothing_and_open_cleans_tmp() {
+        let dir = tempfile::tempdir().unwrap();
+        let tier = DiskTier::open(dir.path()).unwrap();
+        let t = tier.temp().unwrap();
+        t.write_at(b"partial", 0).unwrap();
+        drop(t);
+        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+
+        std::fs::write(dir.path().join("tmp/fill-left-over"), b"x").unwrap();
+        let _again = DiskTier::open(dir.path()).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    }
+}

@@ -1,0 +1,274 @@
+//! Streaming fills of package content: one upstream download per key, written
+//! to a temp file that any number of clients read while it grows.
+
+use std::fs::File;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use tokio::sync::watch;
+use url::Url;
+
+use super::disk::{blocking, read_at, DiskEntry};
+use super::entry::{encode_header, now_secs, Freshness, MemEntry, Meta};
+use super::{Cache, Joined};
+use crate::error::AppError;
+use crate::keys::CacheKey;
+use crate::upstream::{classify, host_of, Request, Upstream, UpstreamError};
+
+/// Data is appended to the temp file in blocks of this size; readers see
+/// progress block by block.
+const WRITE_BLOCK: usize = 256 * 1024;
+/// Largest read a client does at once from a growing or complete file.
+pub const READ_BLOCK: usize = 256 * 1024;
+
+/// Where a fill is.
+#[derive(Debug, Clone)]
+pub enum FillState {
+    /// Waiting for the upstream's response headers.
+    Waiting,
+    /// Body arriving: `written` bytes of it are in `file` at `offset`.
+    Streaming {
+        file: Arc<File>,
+        meta: Arc<Meta>,
+        offset: u64,
+        expected: Option<u64>,
+        written: u64,
+    },
+    /// The whole body is in `file`; `len` is final.
+    Complete {
+        file: Arc<File>,
+        meta: Arc<Meta>,
+        offset: u64,
+        len: u64,
+    },
+    Failed(AppError),
+}
+
+/// A fill in flight; cheap to share.
+#[derive(Debug)]
+pub struct Fill {
+    state: watch::Receiver<FillState>,
+}
+
+impl Fill {
+    /// A reader positioned at the start of the body.
+    pub fn reader(&self) -> FillReader {
+        FillReader {
+            rx: self.state.clone(),
+            pos: 0,
+        }
+    }
+}
+
+/// One client's view of a fill.
+pub struct FillReader {
+    rx: watch::Receiver<FillState>,
+    pos: u64,
+}
+
+impl FillReader {
+    /// Waits for the response headers: the meta and, when known, the length.
+    pub async fn head(&mut self) -> Result<(Arc<Meta>, Option<u64>), AppError> {
+        loop {
+            match &*self.rx.borrow_and_update() {
+                FillState::Waiting => {}
+                FillState::Streaming { meta, expected, .. } => return Ok((meta.clone(), *expected)),
+                FillState::Complete { meta, len, .. } => return Ok((meta.clone(), Some(*len))),
+                FillState::Failed(e) => return Err(e.clone()),
+            }
+            self.changed().await?;
+        }
+    }
+
+    /// The next block of body, `None` at the end. An error means the body is
+    /// incomplete and the client's response must be aborted.
+    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, AppError> {
+        loop {
+            let (file, start, available, done) = match &*self.rx.borrow_and_update() {
+                FillState::Waiting => (None, 0, 0, false),
+                FillState::Streaming { file, offset, written, .. } => {
+                    (Some(file.clone()), *offset, *written, false)
+                }
+                FillState::Complete { file, offset, len, .. } => (Some(file.clone()), *offset, *len, true),
+                FillState::Failed(e) => return Err(e.clone()),
+            };
+            if let Some(file) = file {
+                if self.pos < available {
+                    let n = usize::try_from(available - self.pos).unwrap_or(READ_BLOCK).min(READ_BLOCK);
+                    let chunk = read_at(file, start + self.pos, n).await?;
+                    if chunk.is_empty() {
+                        return Err(AppError::BadUpstream("cache file shorter than recorded".into()));
+                    }
+                    self.pos += chunk.len() as u64;
+                    return Ok(Some(chunk));
+                }
+                if done {
+                    return Ok(None);
+                }
+            }
+            self.changed().await?;
+        }
+    }
+
+    async fn changed(&mut self) -> Result<(), AppError> {
+        self.rx
+            .changed()
+            .await
+            .map_err(|_| AppError::BadUpstream("fill ended without a result".into()))
+    }
+}
+
+impl Cache {
+    /// Joins the fill of `key` or starts one from `url` in a task that outlives
+    /// the requesting client. Returns whether this call started it.
+    pub fn fill_blob(self: &Arc<Self>, key: &CacheKey, url: Url, upstream: Upstream) -> (Arc<Fill>, bool) {
+        let joined = self.blobs.join_or_start(key, || {
+            let (tx, rx) = watch::channel(FillState::Waiting);
+            let cache = self.clone();
+            let key = key.clone();
+            tokio::spawn(async move {
+                let result = cache.run_blob_fill(&key, &url, &upstream, &tx).await;
+                if let Err(e) = result {
+                    tracing::warn!(key = %key, error = %e, "fill failed");
+                    tx.send_replace(FillState::Failed(e));
+                }
+                cache.blobs.finish(&key);
+            });
+            Arc::new(Fill { state: rx })
+        });
+        match joined {
+            Joined::Existing(f) => (f, false),
+            Joined::Started(f) => (f, true),
+        }
+    }
+
+    async fn run_blob_fill(
+        &self,
+        key: &CacheKey,
+        url: &Url,
+        upstream: &Upstream,
+        tx: &watch::Sender<FillState>,
+    ) -> Result<(), AppError> {
+        // A fill that finished between the caller's disk miss and registering
+        // this one has already published the entry: serve that, fetch nothing.
+        if let Some(DiskEntry { file, meta, offset, len }) = self.disk.get(key).await? {
+            tx.send_replace(FillState::Complete { file, meta, offset, len });
+            return Ok(());
+        }
+        let resp = upstream.get(url, &Request::default()).await?;
+        let status = resp.status().as_u16();
+        if status == 404 || status == 410 {
+            return Err(AppError::NotFound);
+        }
+        if !resp.status().is_success() {
+            return Err(UpstreamError::Status { host: host_of(url), status }.into());
+        }
+        let expected = resp.content_length();
+        let meta = Arc::new(blob_meta(resp.headers(), url, expected));
+        let temp = self.disk.temp()?;
+        let header = encode_header(&meta);
+        let offset = header.len() as u64;
+        let file = temp.shared.clone();
+        let temp = blocking(move || temp.write_at(&header, 0).map(|_| temp)).await?;
+        tx.send_replace(FillState::Streaming {
+            file: file.clone(),
+            meta: meta.clone(),
+            offset,
+            expected,
+            written: 0,
+        });
+
+        // Small bodies are also kept for the memory tier.
+        let keep = expected.is_none_or(|n| self.memory.admits(n));
+        let mut kept = keep.then(BytesMut::new);
+        let mut pending = BytesMut::with_capacity(WRITE_BLOCK);
+        let mut written = 0u64;
+        let mut body = resp.bytes_stream();
+        let temp = Arc::new(temp);
+        loop {
+            let next = body.next().await;
+            let end = next.is_none();
+            if let Some(chunk) = next {
+                let chunk = chunk.map_err(|e| classify(url, &e))?;
+                if let Some(k) = kept.as_mut() {
+                    k.extend_from_slice(&chunk);
+                    if !self.memory.admits(k.len() as u64) {
+                        kept = None;
+                    }
+                }
+                pending.extend_from_slice(&chunk);
+            }
+            if pending.len() >= WRITE_BLOCK || (end && !pending.is_empty()) {
+                let block = pending.split().freeze();
+                let n = block.len() as u64;
+                let t = temp.clone();
+                let at = offset + written;
+                blocking(move || t.write_at(&block, at)).await?;
+                written += n;
+                tx.send_modify(|s| {
+                    if let FillState::Streaming { written: w, .. } = s {
+                        *w = written;
+                    }
+                });
+            }
+            if end {
+                break;
+            }
+        }
+        if let Some(exp) = expected {
+            if exp != written {
+                return Err(UpstreamError::Truncated { expected: exp, got: written }.into());
+            }
+        }
+        tx.send_replace(FillState::Complete { file, meta: meta.clone(), offset, len: written });
+
+        // Clients already have every byte; a failure to publish only means the
+        // next request fetches again, so it is logged, not reported as failed.
+        let Ok(temp) = Arc::try_unwrap(temp) else {
+            tracing::error!(key = %key, "temp file still shared; not cached");
+            return Ok(());
+        };
+        let disk_path = self.disk.path_for(key);
+        if let Err(e) = blocking(move || temp.commit_to(&disk_path)).await {
+            tracing::error!(key = %key, error = %e, "cannot publish cache entry");
+            return Ok(());
+        }
+        if let Some(k) = kept {
+            let entry = Arc::new(MemEntry { meta, body: k.freeze() });
+            self.memory.insert(key.clone(), entry).await;
+        }
+        Ok(())
+    }
+}
+
+/// Meta for package content from the upstream's response headers.
+fn blob_meta(h: &http::HeaderMap, url: &Url, len: Option<u64>) -> Meta {
+    let get = |name: http::header::HeaderName| {
+        h.get(name)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    let upstream_etag = get(http::header::ETAG);
+    let last_modified = get(http::header::LAST_MODIFIED);
+    // The upstream's validator when it has one, so clients see the same ETag
+    // as from the origin; otherwise one derived from what identifies the body.
+    let etag = match &upstream_etag {
+        Some(t) if t.starts_with('"') => t.clone(),
+        Some(t) => format!("\"{}\"", t.trim_start_matches("W/").trim_matches('"')),
+        None => super::etag_of(
+            format!("{url}|{len:?}|{}", last_modified.as_deref().unwrap_or("")).as_bytes(),
+        ),
+    };
+    Meta {
+        freshness: Freshness::Immutable,
+        content_type: get(http::header::CONTENT_TYPE).unwrap_or_else(|| "application/octet-stream".into()),
+        content_encoding: get(http::header::CONTENT_ENCODING).filter(|e| e != "identity"),
+        etag,
+        upstream_etag,
+        last_modified,
+        stored_at: now_secs(),
+        templated: false,
+    }
+}

@@ -1,0 +1,57 @@
+//! The memory tier: a moka cache weighed in body bytes.
+
+use std::sync::Arc;
+
+use moka::future::Cache;
+
+use super::entry::MemEntry;
+use crate::keys::CacheKey;
+
+/// Per-entry bookkeeping counted on top of the body, so that many tiny
+/// entries cannot exceed the configured size.
+const OVERHEAD: usize = 256;
+
+/// Small, hot entries as shared `Bytes`.
+pub struct MemoryTier {
+    cache: Cache<CacheKey, Arc<MemEntry>>,
+    max_entry: u64,
+}
+
+impl MemoryTier {
+    /// `capacity` and `max_entry` in bytes.
+    pub fn new(capacity: u64, max_entry: u64) -> Self {
+        let cache = Cache::builder()
+            .max_capacity(capacity)
+            .weigher(|_k, v: &Arc<MemEntry>| {
+                u32::try_from(v.body.len() + OVERHEAD).unwrap_or(u32::MAX)
+            })
+            .build();
+        MemoryTier { cache, max_entry }
+    }
+
+    /// Whether a body of this size is kept in memory at all.
+    pub fn admits(&self, len: u64) -> bool {
+        len <= self.max_entry
+    }
+
+    pub async fn get(&self, key: &CacheKey) -> Option<Arc<MemEntry>> {
+        self.cache.get(key).await
+    }
+
+    /// Inserts when the entry is small enough; larger ones stay on disk only.
+    pub async fn insert(&self, key: CacheKey, entry: Arc<MemEntry>) {
+        if self.admits(entry.body.len() as u64) {
+            self.cache.insert(key, entry).await;
+        }
+    }
+
+    pub async fn remove(&self, key: &CacheKey) {
+        self.cache.invalidate(key).await;
+    }
+
+    /// Body bytes currently held (after pending maintenance).
+    pub async fn weighted_size(&self) -> u64 {
+        self.cache.run_pending_tasks().await;
+        self.cache.weighted_size()
+    }
+}

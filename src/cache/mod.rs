@@ -1,0 +1,109 @@
+//! The two-tier cache: memory (moka) over disk, plus fills in flight.
+
+mod disk;
+mod entry;
+mod fill;
+mod inflight;
+mod memory;
+
+pub use disk::{read_at, DiskEntry, DiskTier};
+pub use entry::{etag_of, now_secs, Freshness, MemEntry, Meta};
+pub use fill::{Fill, FillReader};
+pub use inflight::{Inflight, Joined};
+pub use memory::MemoryTier;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::keys::CacheKey;
+
+/// Why the cache could not read or write an entry.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CacheError {
+    #[error("cache I/O on {path}: {msg}")]
+    Io { path: String, msg: String },
+}
+
+/// A cached entry, wherever it lives.
+#[derive(Debug, Clone)]
+pub enum Found {
+    Memory(Arc<MemEntry>),
+    Disk(DiskEntry),
+}
+
+impl Found {
+    pub fn meta(&self) -> &Arc<Meta> {
+        match self {
+            Found::Memory(m) => &m.meta,
+            Found::Disk(d) => &d.meta,
+        }
+    }
+
+    /// Which tier answered, for the `X-Cache` header and logs.
+    pub fn tier(&self) -> &'static str {
+        match self {
+            Found::Memory(_) => "memory",
+            Found::Disk(_) => "disk",
+        }
+    }
+}
+
+/// Both tiers and the fills in flight.
+pub struct Cache {
+    pub memory: MemoryTier,
+    pub disk: DiskTier,
+    /// Streaming package fills.
+    pub blobs: Inflight<Arc<Fill>>,
+}
+
+impl Cache {
+    pub fn new(memory: MemoryTier, disk: DiskTier) -> Self {
+        Cache {
+            memory,
+            disk,
+            blobs: Inflight::default(),
+        }
+    }
+
+    /// Looks in memory, then on disk; small disk entries are promoted to memory.
+    pub async fn get(&self, key: &CacheKey) -> Result<Option<Found>, CacheError> {
+        if let Some(m) = self.memory.get(key).await {
+            return Ok(Some(Found::Memory(m)));
+        }
+        let Some(d) = self.disk.get(key).await? else {
+            return Ok(None);
+        };
+        if !self.memory.admits(d.len) {
+            return Ok(Some(Found::Disk(d)));
+        }
+        let len = usize::try_from(d.len).unwrap_or(usize::MAX);
+        let body = read_at(d.file.clone(), d.offset, len).await?;
+        if body.len() != len {
+            return Ok(Some(Found::Disk(d)));
+        }
+        let m = Arc::new(MemEntry {
+            meta: d.meta.clone(),
+            body,
+        });
+        self.memory.insert(key.clone(), m.clone()).await;
+        Ok(Some(Found::Memory(m)))
+    }
+
+    /// Stores a whole entry in both tiers (disk first, atomically).
+    pub async fn put(&self, key: &CacheKey, meta: Meta, body: Bytes) -> Result<Arc<MemEntry>, CacheError> {
+        self.disk.put(key, &meta, body.clone()).await?;
+        let m = Arc::new(MemEntry {
+            meta: Arc::new(meta),
+            body,
+        });
+        self.memory.insert(key.clone(), m.clone()).await;
+        Ok(m)
+    }
+
+    /// Drops an entry from both tiers.
+    pub async fn remove(&self, key: &CacheKey) -> Result<(), CacheError> {
+        self.memory.remove(key).await;
+        self.disk.remove(key).await
+    }
+}

@@ -1,0 +1,264 @@
+//! Configuration: serde structs with embedded defaults, loading from TOML and validation.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use serde::Deserialize;
+use url::Url;
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid setting `{field}`: {message}")]
+    Invalid { field: &'static str, message: String },
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        message: message.into(),
+    }
+}
+
+/// The whole configuration. Every field has a default, so an empty file is valid.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address the plain-HTTP listener binds, `host:port`. Port 0 picks a free port
+    /// and prints it on stdout.
+    pub listen: String,
+    /// Base URL clients reach feedcache by (e.g. `https://nuget.corp.example/`).
+    /// When unset, rewritten URLs use the request's X-Forwarded-Proto/-Host or Host.
+    pub public_url: Option<Url>,
+    /// Worker threads for the HTTP front end; 0 means one per CPU.
+    pub threads: usize,
+    /// Cache tiers and freshness.
+    pub cache: CacheConfig,
+    /// How feedcache talks to upstreams (timeouts, TLS).
+    pub upstream: UpstreamConfig,
+    /// The default NuGet V3 feed, served under `/v3/`.
+    pub nuget: NugetConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:5000".into(),
+            public_url: None,
+            threads: 0,
+            cache: CacheConfig::default(),
+            upstream: UpstreamConfig::default(),
+            nuget: NugetConfig::default(),
+        }
+    }
+}
+
+/// Cache tiers and freshness.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Directory of the disk tier; created when missing. Survives restarts.
+    pub dir: PathBuf,
+    /// Capacity of the in-memory tier, counted in body bytes.
+    pub memory_size: ByteSize,
+    /// Entries larger than this are served from disk only, so one big package
+    /// cannot flush the memory tier.
+    pub memory_max_entry: ByteSize,
+    /// How long metadata (service index, version lists, registration, search) is
+    /// served without asking the upstream again. Packages never expire.
+    #[serde(with = "humantime_serde")]
+    pub metadata_ttl: Duration,
+    /// Largest metadata document accepted from an upstream (after decompression);
+    /// bigger ones are refused with 502 rather than buffered.
+    pub max_metadata_size: ByteSize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            dir: PathBuf::from("./cache"),
+            memory_size: ByteSize::mib(256),
+            memory_max_entry: ByteSize::mib(4),
+            metadata_ttl: Duration::from_secs(120),
+            max_metadata_size: ByteSize::mib(64),
+        }
+    }
+}
+
+/// How feedcache talks to upstreams.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    /// Time allowed to open a connection (TCP and TLS) to an upstream.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Longest silence allowed while reading an upstream response.
+    #[serde(with = "humantime_serde")]
+    pub read_timeout: Duration,
+    /// Extra PEM file of CA certificates trusted besides the system roots
+    /// (a corporate TLS-inspecting proxy or an internal ProGet).
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(60),
+            ca_file: None,
+        }
+    }
+}
+
+/// The default NuGet V3 feed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NugetConfig {
+    /// The upstream's service index; every resource URL is read from it.
+    pub service_index: Url,
+}
+
+impl Default for NugetConfig {
+    fn default() -> Self {
+        NugetConfig {
+            // A constant that parses; covered by the `defaults_are_valid` test.
+            service_index: Url::parse("https://api.nuget.org/v3/index.json")
+                .unwrap_or_else(|_| unreachable!()),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and parses a TOML file; unknown keys are errors.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    /// Parses TOML text.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Checks what serde cannot: URL schemes, non-zero sizes and timeouts.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        crate::listen::parse_listen(&self.listen).map_err(|m| invalid("listen", m))?;
+        if let Some(u) = &self.public_url {
+            check_http_url(u).map_err(|m| invalid("public_url", m))?;
+            if u.query().is_some() || u.fragment().is_some() {
+                return Err(invalid("public_url", "must not have a query or fragment"));
+            }
+        }
+        check_http_url(&self.nuget.service_index)
+            .map_err(|m| invalid("nuget.service_index", m))?;
+        if self.cache.dir.as_os_str().is_empty() {
+            return Err(invalid("cache.dir", "must not be empty"));
+        }
+        if self.cache.memory_size.as_u64() == 0 {
+            return Err(invalid("cache.memory_size", "must be greater than zero"));
+        }
+        if self.cache.memory_max_entry.as_u64() == 0 {
+            return Err(invalid("cache.memory_max_entry", "must be greater than zero"));
+        }
+        if self.cache.memory_max_entry > self.cache.memory_size {
+            return Err(invalid(
+                "cache.memory_max_entry",
+                "must not exceed cache.memory_size",
+            ));
+        }
+        if self.cache.max_metadata_size.as_u64() == 0 {
+            return Err(invalid("cache.max_metadata_size", "must be greater than zero"));
+        }
+        if self.cache.metadata_ttl.is_zero() {
+            return Err(invalid("cache.metadata_ttl", "must be greater than zero"));
+        }
+        if self.upstream.connect_timeout.is_zero() {
+            return Err(invalid("upstream.connect_timeout", "must be greater than zero"));
+        }
+        if self.upstream.read_timeout.is_zero() {
+            return Err(invalid("upstream.read_timeout", "must be greater than zero"));
+        }
+        if let Some(ca) = &self.upstream.ca_file {
+            if !ca.is_file() {
+                return Err(invalid(
+                    "upstream.ca_file",
+                    format!("{} is not a readable file", ca.display()),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_http_url(u: &Url) -> Result<(), String> {
+    match u.scheme() {
+        "http" | "https" => {}
+        other => return Err(format!("scheme `{other}` is not http or https")),
+    }
+    if u.host_str().is_none_or(str::is_empty) {
+        return Err("has no host".into());
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err("must not carry credentials".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().expect("defaults validate");
+        assert_eq!(Config::default().listen, "127.0.0.1:5000");
+    }
+
+    #[test]
+    fn shipped_file_parses_and_validates() {
+        let text = include_str!("../conf/feedcache.toml");
+        let c = Config::parse(text).expect("conf/feedcache.toml parses");
+        c.validate().expect("conf/feedcache.toml validates");
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        let cases = [
+            ("bogus = 1", "unknown field"),
+            ("[cache]\nmemory_size = \"0B\"", "memory_size"),
+            ("[nuget]\nservice_index = \"ftp://x/index.json\"", "scheme"),
+            ("[nuget]\nservice_index = \"not a url\"", "relative URL"),
+            ("[cache]\nmetadata_ttl = \"0s\"", "metadata_ttl"),
+            ("listen = \"nowhere\"", "listen"),
+            ("[upstream]\nca_file = \"/nonexistent.pem\"", "ca_file"),
+        ];
+        for (text, want) in cases {
+            let err = match Config::parse(text) {
+                Err(e) => e,
+                Ok(c) => c.validate().expect_err(text).to_string(),
+            };
+            assert!(err.contains(want), "{text:?}: {err:?} lacks {want:?}");
+        }
+    }
+
+    #[test]
+    fn sizes_and_durations_are_human() {
+        let c = Config::parse("[cache]\nmemory_size = \"64MiB\"\nmetadata_ttl = \"5m\"").unwrap();
+        assert_eq!(c.cache.memory_size.as_u64(), 64 << 20);
+        assert_eq!(c.cache.metadata_ttl, Duration::from_secs(300));
+    }
+}

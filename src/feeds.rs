@@ -1,0 +1,292 @@
+//! A NuGet V3 feed's service index: which upstream resources exist, the names
+//! feedcache gives them, and the rewritten index clients see.
+
+use bytes::Bytes;
+use serde_json::Value;
+use url::Url;
+
+use crate::keys::FeedRef;
+use crate::rewrite::{Rewriter, MARKER};
+
+/// What feedcache knows about one upstream feed, derived from its service index.
+#[derive(Debug, Clone)]
+pub struct FeedIndex {
+    /// `PackageBaseAddress/3.0.0`, ending in `/`.
+    pub flat: Option<Url>,
+    /// Registration hives by tag, each base ending in `/`.
+    pub registrations: Vec<(String, Url)>,
+    /// `SearchQueryService` endpoints by tag.
+    pub searches: Vec<(String, Url)>,
+    /// `SearchAutocompleteService` endpoints by tag.
+    pub autocompletes: Vec<(String, Url)>,
+    /// Origins (`scheme://host[:port]`) of the upstream, for `raw/{n}/...`.
+    pub origins: Vec<String>,
+    /// Maps any upstream URL in a document to feedcache.
+    pub rewriter: Rewriter,
+    /// The service index as clients get it, with `MARKER` as the origin.
+    pub template: Bytes,
+}
+
+/// Resource types feedcache serves; every other resource is dropped from the
+/// index so that no client is sent to the upstream directly.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Flat,
+    Registration,
+    Search,
+    Autocomplete,
+}
+
+fn kind_of(t: &str) -> Option<Kind> {
+    if t.starts_with("PackageBaseAddress/") {
+        Some(Kind::Flat)
+    } else if t.starts_with("RegistrationsBaseUrl") {
+        Some(Kind::Registration)
+    } else if t.starts_with("SearchQueryService") {
+        Some(Kind::Search)
+    } else if t.starts_with("SearchAutocompleteService") {
+        Some(Kind::Autocomplete)
+    } else {
+        None
+    }
+}
+
+impl FeedIndex {
+    /// Parses an upstream service index fetched from `index_url`.
+    pub fn build(feed: &FeedRef, index_url: &Url, body: &[u8]) -> Result<FeedIndex, String> {
+        let mut doc: Value =
+            serde_json::from_slice(body).map_err(|e| format!("service index is not JSON: {e}"))?;
+        let resources = doc
+            .get("resources")
+            .and_then(Value::as_array)
+            .ok_or("service index has no resources array")?
+            .clone();
+
+        let prefix = format!("{MARKER}{}", feed.public_prefix());
+        let mut idx = FeedIndex {
+            flat: None,
+            registrations: Vec::new(),
+            searches: Vec::new(),
+            autocompletes: Vec::new(),
+            origins: vec![origin_of(index_url)],
+            rewriter: Rewriter::default(),
+            template: Bytes::new(),
+        };
+        let mut rules = Vec::new();
+        let mut kept = Vec::new();
+        for r in resources {
+            let (Some(id), Some(t)) = (
+                r.get("@id").and_then(Value::as_str),
+                r.get("@type").and_then(Value::as_str),
+            ) else {
+                continue;
+            };
+            let Ok(url) = Url::parse(id) else { continue };
+            if !matches!(url.scheme(), "http" | "https") {
+                continue;
+            }
+            let origin = origin_of(&url);
+            if !idx.origins.contains(&origin) {
+                idx.origins.push(origin);
+            }
+            let Some(kind) = kind_of(t) else { continue };
+            let public = match kind {
+                Kind::Flat => {
+                    let base = with_slash(url);
+                    if idx.flat.is_none() {
+                        rules.push((base.to_string(), format!("{prefix}/flatcontainer/")));
+                        idx.flat = Some(base);
+                    }
+                    format!("{prefix}/flatcontainer/")
+                }
+                Kind::Registration => {
+                    let base = with_slash(url);
+                    let tag = tag_for(&idx.registrations, &base, "registration");
+                    let public = format!("{prefix}/registration/{tag}/");
+                    if !idx.registrations.iter().any(|(t, _)| *t == tag) {
+                        rules.push((base.to_string(), public.clone()));
+                        idx.registrations.push((tag, base));
+                    }
+                    public
+                }
+                Kind::Search | Kind::Autocomplete => {
+                    let (list, what) = if kind == Kind::Search {
+                        (&mut idx.searches, "search")
+                    } else {
+                        (&mut idx.autocompletes, "autocomplete")
+                    };
+                    let tag = tag_for(list, &url, "query");
+                    let public = format!("{prefix}/{what}/{tag}");
+                    if !list.iter().any(|(t, _)| *t == tag) {
+                        rules.push((url.to_string(), public.clone()));
+                        list.push((tag, url));
+                    }
+                    public
+                }
+            };
+            let mut r = r.clone();
+            if let Some(obj) = r.as_object_mut() {
+                obj.insert("@id".into(), Value::String(public));
+            }
+            kept.push(r);
+        }
+        // Any other URL on the upstream's own hosts goes through `raw/`.
+        for (i, o) in idx.origins.iter().enumerate() {
+            rules.push((format!("{o}/"), format!("{prefix}/raw/{i}/")));
+        }
+        idx.rewriter = Rewriter::new(rules);
+
+        if let Some(obj) = doc.as_object_mut() {
+            obj.insert("resources".into(), Value::Array(kept));
+            // Everything else in the index (context, version) goes through the
+            // rewriter too, so no upstream URL survives anywhere in it.
+            let mut rest = Value::Object(std::mem::take(obj));
+            idx.rewriter.rewrite_value(&mut rest);
+            if let Value::Object(m) = rest {
+                *obj = m;
+            }
+        } else {
+            return Err("service index is not an object".into());
+        }
+        idx.template = Bytes::from(serde_json::to_vec(&doc).map_err(|e| e.to_string())?);
+        Ok(idx)
+    }
+
+    /// The registration hive with this tag.
+    pub fn registration(&self, tag: &str) -> Option<&Url> {
+        find(&self.registrations, tag)
+    }
+
+    /// The search endpoint with this tag.
+    pub fn search(&self, tag: &str) -> Option<&Url> {
+        find(&self.searches, tag)
+    }
+
+    /// The autocomplete endpoint with this tag.
+    pub fn autocomplete(&self, tag: &str) -> Option<&Url> {
+        find(&self.autocompletes, tag)
+    }
+}
+
+fn find<'a>(list: &'a [(String, Url)], tag: &str) -> Option<&'a Url> {
+    list.iter().find(|(t, _)| t == tag).map(|(_, u)| u)
+}
+
+fn with_slash(mut u: Url) -> Url {
+    if !u.path().ends_with('/') {
+        let p = format!("{}/", u.path());
+        u.set_path(&p);
+    }
+    u
+}
+
+/// `scheme://host[:port]` without trailing slash.
+pub fn origin_of(u: &Url) -> String {
+    u.origin().ascii_serialization()
+}
+
+/// A stable, readable tag: the URL's last path segment (`registration5-gz-semver2`,
+/// `query`), sanitized, made unique within `taken` unless the URL is the same.
+fn tag_for(taken: &[(String, Url)], url: &Url, fallback: &str) -> String {
+    if let Some((t, _)) = taken.iter().find(|(_, u)| u == url) {
+        return t.clone();
+    }
+    let last = url
+        .path_segments()
+        .and_then(|mut s| s.rfind(|p| !p.is_empty()))
+        .unwrap_or("");
+    let mut base: String = last
+        .to_ascii_lowercase()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .take(48)
+        .collect();
+    if base.is_empty() || base.starts_with('.') {
+        base = fallback.into();
+    }
+    let mut tag = base.clone();
+    let mut n = 2;
+    while taken.iter().any(|(t, _)| *t == tag) {
+        tag = format!("{base}-{n}");
+        n += 1;
+    }
+    tag
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NUGET_ORG: &str = r#"{"version":"3.0.0","resources":[
+      {"@id":"https://azuresearch-usnc.nuget.org/query","@type":"SearchQueryService","comment":"primary"},
+      {"@id":"https://azuresearch-ussc.nuget.org/query","@type":"SearchQueryService","comment":"secondary"},
+      {"@id":"https://azuresearch-usnc.nuget.org/autocomplete","@type":"SearchAutocompleteService"},
+      {"@id":"https://api.nuget.org/v3/registration5-semver1/","@type":"RegistrationsBaseUrl"},
+      {"@id":"https://api.nuget.org/v3/registration5-semver1/","@type":"RegistrationsBaseUrl/3.0.0-rc"},
+      {"@id":"https://api.nuget.org/v3/registration5-gz-semver1/","@type":"RegistrationsBaseUrl/3.4.0"},
+      {"@id":"https://api.nuget.org/v3/registration5-gz-semver2/","@type":"RegistrationsBaseUrl/3.6.0"},
+      {"@id":"https://api.nuget.org/v3-flatcontainer/","@type":"PackageBaseAddress/3.0.0"},
+      {"@id":"https://www.nuget.org/api/v2/package","@type":"PackagePublish/2.0.0"},
+      {"@id":"https://api.nuget.org/v3/catalog0/index.json","@type":"Catalog/3.0.0"},
+      {"@id":"https://www.nuget.org/packages/{id}/{version}/ReportAbuse","@type":"ReportAbuseUriTemplate/3.0.0"}
+    ],"@context":{"@vocab":"http://schema.nuget.org/services#"}}"#;
+
+    fn build() -> FeedIndex {
+        let url = Url::parse("https://api.nuget.org/v3/index.json").unwrap();
+        FeedIndex::build(&FeedRef::Default, &url, NUGET_ORG.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn resources_are_named_and_mapped() {
+        let idx = build();
+        assert_eq!(idx.flat.as_ref().unwrap().as_str(), "https://api.nuget.org/v3-flatcontainer/");
+        let tags: Vec<&str> = idx.registrations.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(tags, ["registration5-semver1", "registration5-gz-semver1", "registration5-gz-semver2"]);
+        let s: Vec<&str> = idx.searches.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(s, ["query", "query-2"]);
+        assert_eq!(idx.autocomplete("autocomplete").unwrap().host_str(), Some("azuresearch-usnc.nuget.org"));
+    }
+
+    #[test]
+    fn template_leaks_nothing_and_drops_unserved() {
+        let idx = build();
+        let t = String::from_utf8(idx.template.to_vec()).unwrap();
+        for host in ["api.nuget.org", "azuresearch", "www.nuget.org"] {
+            assert!(!t.contains(host), "{host} in {t}");
+        }
+        assert!(!t.contains("PackagePublish"), "{t}");
+        assert!(!t.contains("Catalog/3.0.0"), "{t}");
+        assert!(t.contains(&format!("{MARKER}/v3/registration/registration5-gz-semver2/")));
+        assert!(t.contains(&format!("{MARKER}/v3/search/query-2")));
+        let v: Value = serde_json::from_str(&t).unwrap();
+        assert_eq!(v["resources"].as_array().unwrap().len(), 8);
+    }
+
+    #[test]
+    fn unknown_urls_on_upstream_hosts_go_through_raw() {
+        let idx = build();
+        let m = idx.rewriter.map("https://api.nuget.org/v3/catalog0/data/x.json").unwrap();
+        assert_eq!(m, format!("{MARKER}/v3/raw/0/v3/catalog0/data/x.json"));
+        let www = idx.origins.iter().position(|o| o == "https://www.nuget.org").unwrap();
+        assert_eq!(
+            idx.rewriter.map("https://www.nuget.org/packages/x").unwrap(),
+            format!("{MARKER}/v3/raw/{www}/packages/x")
+        );
+    }
+
+    #[test]
+    fn proget_feed_prefix() {
+        let url = Url::parse("http://proget.local/nuget/internal/v3/index.json").unwrap();
+        let body = r#"{"version":"3.0.0","resources":[{"@id":"http://proget.local/nuget/internal/v3/flatcontainer/","@type":"PackageBaseAddress/3.0.0"}]}"#;
+        let idx = FeedIndex::build(&FeedRef::ProGet("internal".into()), &url, body.as_bytes()).unwrap();
+        let t = String::from_utf8(idx.template.to_vec()).unwrap();
+        assert!(t.contains(&format!("{MARKER}/nuget/internal/v3/flatcontainer/")), "{t}");
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        let url = Url::parse("https://x/v3/index.json").unwrap();
+        assert!(FeedIndex::build(&FeedRef::Default, &url, b"<html>").is_err());
+        assert!(FeedIndex::build(&FeedRef::Default, &url, b"{}").is_err());
+    }
+}

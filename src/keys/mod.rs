@@ -1,0 +1,179 @@
+//! Cache keys: one normalized key per resource, whatever spelling a client used.
+//!
+//! A key is also the entry's relative path in the disk tier, so every component
+//! is validated or hashed here and nowhere else.
+
+mod id;
+mod version;
+
+pub use id::{lower_invariant, normalize_id, validate_id, IdError, MAX_ID_LEN};
+pub use version::{normalize_version, NuGetVersion, VersionError, MAX_VERSION_LEN};
+
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::sync::Arc;
+
+/// Which NuGet V3 feed a request is for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum FeedRef {
+    /// The configured `[nuget]` upstream, served at `/v3/`.
+    Default,
+    /// A ProGet feed by (lowercased) name, served at `/nuget/{feed}/v3/`.
+    ProGet(String),
+}
+
+impl FeedRef {
+    /// Key prefix of everything cached for this feed.
+    pub fn key_prefix(&self) -> String {
+        match self {
+            FeedRef::Default => "nuget".into(),
+            FeedRef::ProGet(f) => format!("proget/{f}"),
+        }
+    }
+
+    /// Path prefix under which clients reach this feed, without trailing slash.
+    pub fn public_prefix(&self) -> String {
+        match self {
+            FeedRef::Default => "/v3".into(),
+            FeedRef::ProGet(f) => format!("/nuget/{f}/v3"),
+        }
+    }
+}
+
+/// ProGet feed names: 1–50 of `[A-Za-z0-9._-]`, not starting with a dot.
+pub fn normalize_feed_name(s: &str) -> Option<String> {
+    let ok = !s.is_empty()
+        && s.len() <= 50
+        && !s.starts_with('.')
+        && s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    ok.then(|| s.to_ascii_lowercase())
+}
+
+/// Files of a version in the flat container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlatFile {
+    Nupkg,
+    Nuspec,
+    Icon,
+    Readme,
+}
+
+/// A normalized cache key; cheap to clone.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey(Arc<str>);
+
+impl CacheKey {
+    /// The key as a relative path of safe components.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The feed's service index.
+    pub fn service_index(feed: &FeedRef) -> Self {
+        Self::from(format!("{}/index.json", feed.key_prefix()))
+    }
+
+    /// `{id}/index.json` of the flat container. `id` must be normalized.
+    pub fn flat_index(feed: &FeedRef, id: &str) -> Self {
+        Self::from(format!("{}/flat/{id}/index.json", feed.key_prefix()))
+    }
+
+    /// A file of one version in the flat container; `id` and `version` normalized.
+    pub fn flat_file(feed: &FeedRef, id: &str, version: &str, file: FlatFile) -> Self {
+        let name = match file {
+            FlatFile::Nupkg => format!("{id}.{version}.nupkg"),
+            FlatFile::Nuspec => format!("{id}.nuspec"),
+            FlatFile::Icon => "icon".into(),
+            FlatFile::Readme => "readme".into(),
+        };
+        Self::from(format!(
+            "{}/flat/{id}/{version}/{name}",
+            feed.key_prefix()
+        ))
+    }
+
+    /// A document whose identity is an arbitrary upstream path or query: grouped
+    /// by `class` and `tag` (validated route parts) and an optional normalized id
+    /// (so a later purge by id finds it), named by a hash of `detail`.
+    pub fn hashed(feed: &FeedRef, class: &str, tag: &str, id: Option<&str>, detail: &str) -> Self {
+        let digest = hex::encode(&Sha256::digest(detail.as_bytes())[..16]);
+        let prefix = feed.key_prefix();
+        match id {
+            Some(id) => Self::from(format!("{prefix}/{class}/{tag}/{id}/{digest}")),
+            None => Self::from(format!("{prefix}/{class}/{tag}/{digest}")),
+        }
+    }
+}
+
+impl From<String> for CacheKey {
+    fn from(s: String) -> Self {
+        CacheKey(Arc::from(s))
+    }
+}
+
+impl fmt::Display for CacheKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nupkg(id: &str, v: &str) -> String {
+        let id = normalize_id(id).unwrap();
+        let v = normalize_version(v).unwrap();
+        CacheKey::flat_file(&FeedRef::Default, &id, &v, FlatFile::Nupkg).to_string()
+    }
+
+    #[test]
+    fn every_spelling_is_one_key() {
+        let want = "nuget/flat/newtonsoft.json/13.0.1/newtonsoft.json.13.0.1.nupkg";
+        for (id, v) in [
+            ("Newtonsoft.Json", "13.0.1"),
+            ("newtonsoft.json", "13.00.01"),
+            ("NEWTONSOFT.JSON", "13.0.1.0"),
+            ("Newtonsoft.JSON", "13.0.1+sha.abc"),
+        ] {
+            assert_eq!(nupkg(id, v), want, "{id} {v}");
+        }
+        assert_eq!(
+            nupkg("Foo", "1.0.0-Beta.1"),
+            "nuget/flat/foo/1.0.0-beta.1/foo.1.0.0-beta.1.nupkg"
+        );
+    }
+
+    #[test]
+    fn feeds_do_not_share_keys() {
+        let a = CacheKey::flat_index(&FeedRef::Default, "x");
+        let b = CacheKey::flat_index(&FeedRef::ProGet("internal".into()), "x");
+        assert_ne!(a, b);
+        assert_eq!(b.as_str(), "proget/internal/flat/x/index.json");
+    }
+
+    #[test]
+    fn hashed_keys_are_stable_and_safe() {
+        let k = CacheKey::hashed(&FeedRef::Default, "search", "query", None, "q=../../etc");
+        assert_eq!(k, CacheKey::hashed(&FeedRef::Default, "search", "query", None, "q=../../etc"));
+        assert!(!k.as_str().contains(".."));
+        assert!(k.as_str().starts_with("nuget/search/query/"));
+    }
+
+    #[test]
+    fn feed_names() {
+        let table = [
+            ("Internal", Some("internal")),
+            ("my-feed_2.x", Some("my-feed_2.x")),
+            (".hidden", None),
+            ("..", None),
+            ("a/b", None),
+            ("", None),
+        ];
+        for (input, want) in table {
+            assert_eq!(normalize_feed_name(input).as_deref(), want, "{input}");
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! feedcache: a caching pull-through proxy for NuGet and ProGet package feeds.
+
+pub mod app;
+pub mod cache;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod feeds;
+pub mod keys;
+pub mod listen;
+pub mod metadata;
+pub mod rewrite;
+pub mod routes;
+pub mod server;
+pub mod startup;
+pub mod upstream;

@@ -1,0 +1,29 @@
+//! The feedcache binary: parse flags, load config, start.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use feedcache::cli::Cli;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match cli.load_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("feedcache: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.check {
+        println!("configuration ok");
+        return ExitCode::SUCCESS;
+    }
+    feedcache::startup::init_logging();
+    match feedcache::startup::run(config) {
+        Ok(never) => match never {},
+        Err(e) => {
+            eprintln!("feedcache: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

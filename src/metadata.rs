@@ -1,0 +1,220 @@
+//! Metadata documents (service index, version lists, registration, search):
+//! fetched whole, rewritten, cached with a TTL and revalidated with ETags.
+
+use std::io::Read;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use tokio::sync::watch;
+use url::Url;
+
+use crate::cache::{etag_of, now_secs, Cache, Found, Freshness, Inflight, Joined, MemEntry, Meta};
+use crate::error::AppError;
+use crate::keys::CacheKey;
+use crate::rewrite::Rewriter;
+use crate::upstream::{classify, host_of, Request, Upstream, UpstreamError};
+
+/// What to do with a fetched document before storing it.
+#[derive(Clone)]
+pub enum Transform {
+    /// Store as received (after decompression).
+    None,
+    /// Rewrite upstream URLs in JSON; non-JSON bodies are stored as received.
+    Rewrite(Rewriter),
+}
+
+/// How a metadata answer was obtained, for `X-Cache` and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Hit,
+    Miss,
+    Revalidated,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Hit => "HIT",
+            Outcome::Miss => "MISS",
+            Outcome::Revalidated => "REVALIDATED",
+        }
+    }
+}
+
+type Flight = watch::Receiver<Option<Result<(Arc<MemEntry>, Outcome), AppError>>>;
+
+/// Fetches and caches metadata documents.
+pub struct MetadataStore {
+    cache: Arc<Cache>,
+    upstream: Upstream,
+    ttl: Duration,
+    max_size: u64,
+    flights: Inflight<Flight>,
+}
+
+impl MetadataStore {
+    pub fn new(cache: Arc<Cache>, upstream: Upstream, ttl: Duration, max_size: u64) -> Arc<Self> {
+        Arc::new(MetadataStore {
+            cache,
+            upstream,
+            ttl,
+            max_size,
+            flights: Inflight::default(),
+        })
+    }
+
+    /// The document for `key`: cached while fresh, else fetched or revalidated
+    /// once however many clients ask at the same time.
+    pub async fn get(
+        self: &Arc<Self>,
+        key: &CacheKey,
+        url: &Url,
+        transform: &Transform,
+    ) -> Result<(Arc<MemEntry>, Outcome), AppError> {
+        let cached = match self.cache.get(key).await? {
+            Some(Found::Memory(m)) => Some(m),
+            Some(Found::Disk(d)) => {
+                let len = usize::try_from(d.len).unwrap_or(usize::MAX);
+                let body = crate::cache::read_at(d.file.clone(), d.offset, len).await?;
+                Some(Arc::new(MemEntry { meta: d.meta.clone(), body }))
+            }
+            None => None,
+        };
+        if let Some(m) = &cached {
+            if !m.meta.is_expired(self.ttl.as_secs(), now_secs()) {
+                return Ok((m.clone(), Outcome::Hit));
+            }
+        }
+        let joined = self.flights.join_or_start(key, || {
+            let (tx, rx) = watch::channel(None);
+            let this = self.clone();
+            let (key, url, transform) = (key.clone(), url.clone(), transform.clone());
+            tokio::spawn(async move {
+                let r = this.refresh(&key, &url, &transform, cached).await;
+                if let Err(e) = &r {
+                    tracing::warn!(key = %key, error = %e, "metadata fetch failed");
+                }
+                this.flights.finish(&key);
+                tx.send_replace(Some(r));
+            });
+            rx
+        });
+        let mut rx = match joined {
+            Joined::Existing(rx) | Joined::Started(rx) => rx,
+        };
+        let r = rx
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| AppError::BadUpstream("metadata fetch vanished".into()))?;
+        r.clone()
+            .unwrap_or_else(|| Err(AppError::BadUpstream("metadata fetch vanished".into())))
+    }
+
+    async fn refresh(
+        &self,
+        key: &CacheKey,
+        url: &Url,
+        transform: &Transform,
+        cached: Option<Arc<MemEntry>>,
+    ) -> Result<(Arc<MemEntry>, Outcome), AppError> {
+        let validator = cached.as_ref().and_then(|c| c.meta.upstream_etag.as_deref());
+        let req = Request {
+            if_none_match: validator,
+            accept_gzip: true,
+        };
+        let resp = self.upstream.get(url, &req).await?;
+        let status = resp.status().as_u16();
+        if status == 304 {
+            if let Some(c) = cached {
+                let mut meta = (*c.meta).clone();
+                meta.stored_at = now_secs();
+                let m = self.cache.put(key, meta, c.body.clone()).await?;
+                return Ok((m, Outcome::Revalidated));
+            }
+        }
+        if status == 404 || status == 410 {
+            // The upstream no longer has it: drop what we had.
+            if cached.is_some() {
+                self.cache.remove(key).await?;
+            }
+            return Err(AppError::NotFound);
+        }
+        if status != 200 {
+            return Err(UpstreamError::Status { host: host_of(url), status }.into());
+        }
+        let header = |n: http::header::HeaderName| {
+            resp.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let upstream_etag = header(http::header::ETAG);
+        let last_modified = header(http::header::LAST_MODIFIED);
+        let content_type = header(http::header::CONTENT_TYPE).unwrap_or_else(|| "application/json".into());
+        let gzip = header(http::header::CONTENT_ENCODING).is_some_and(|e| e.eq_ignore_ascii_case("gzip"));
+        let raw = self.read_limited(url, resp).await?;
+        let body = if gzip { self.gunzip(&raw)? } else { raw };
+
+        let (body, templated) = match transform {
+            Transform::Rewrite(rw) if looks_like_json(&content_type, &body) => {
+                let out = rw
+                    .rewrite_json(&body)
+                    .map_err(|e| AppError::BadUpstream(format!("invalid JSON from {}: {e}", host_of(url))))?;
+                (Bytes::from(out), true)
+            }
+            _ => (body, false),
+        };
+        let meta = Meta {
+            freshness: Freshness::Metadata,
+            content_type,
+            content_encoding: None,
+            etag: etag_of(&body),
+            upstream_etag,
+            last_modified,
+            stored_at: now_secs(),
+            templated,
+        };
+        let m = self.cache.put(key, meta, body).await?;
+        Ok((m, Outcome::Miss))
+    }
+
+    /// Reads a body, refusing more than `max_size` bytes.
+    async fn read_limited(&self, url: &Url, resp: reqwest::Response) -> Result<Bytes, AppError> {
+        if resp.content_length().is_some_and(|n| n > self.max_size) {
+            return Err(AppError::BadUpstream("metadata document too large".into()));
+        }
+        let mut out = BytesMut::new();
+        let mut stream = resp.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| classify(url, &e))?;
+            if (out.len() + chunk.len()) as u64 > self.max_size {
+                return Err(AppError::BadUpstream("metadata document too large".into()));
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out.freeze())
+    }
+
+    /// Decompresses, refusing output beyond `max_size` (a gzip bomb).
+    fn gunzip(&self, raw: &[u8]) -> Result<Bytes, AppError> {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(raw)
+            .take(self.max_size + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| AppError::BadUpstream(format!("bad gzip: {e}")))?;
+        if out.len() as u64 > self.max_size {
+            return Err(AppError::BadUpstream("metadata document too large".into()));
+        }
+        Ok(Bytes::from(out))
+    }
+}
+
+fn looks_like_json(content_type: &str, body: &[u8]) -> bool {
+    content_type.contains("json")
+        || body
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .is_some_and(|b| *b == b'{' || *b == b'[')
+}

@@ -1,0 +1,179 @@
+//! Rewriting upstream URLs in JSON documents to feedcache URLs.
+//!
+//! Documents are stored with a placeholder origin (`MARKER`) in place of
+//! feedcache's own address, because that address depends on each request
+//! (Host, X-Forwarded-*); `render` puts the real one in when serving.
+
+use bytes::Bytes;
+use memchr::memmem;
+use serde_json::Value;
+
+/// Stands for feedcache's public base URL in stored documents. `.invalid` is
+/// reserved (RFC 2606), so no real upstream URL can start with it.
+pub const MARKER: &str = "https://feedcache.invalid";
+
+/// Maps upstream URL prefixes to feedcache paths (which start with `MARKER`).
+#[derive(Debug, Clone, Default)]
+pub struct Rewriter {
+    /// (upstream prefix, replacement), longest prefix first.
+    rules: Vec<(String, String)>,
+}
+
+impl Rewriter {
+    /// Builds a rewriter; rules may come in any order.
+    pub fn new(mut rules: Vec<(String, String)>) -> Self {
+        rules.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        Rewriter { rules }
+    }
+
+    /// The rewritten URL when `s` starts with a known upstream prefix.
+    pub fn map(&self, s: &str) -> Option<String> {
+        self.rules.iter().find_map(|(from, to)| {
+            s.strip_prefix(from.as_str()).map(|rest| format!("{to}{rest}"))
+        })
+    }
+
+    /// Rewrites every string value (not keys) of a JSON document in place.
+    pub fn rewrite_value(&self, v: &mut Value) {
+        match v {
+            Value::String(s) => {
+                if let Some(new) = self.map(s) {
+                    *s = new;
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|i| self.rewrite_value(i)),
+            Value::Object(map) => map.values_mut().for_each(|i| self.rewrite_value(i)),
+            _ => {}
+        }
+    }
+
+    /// Parses, rewrites and re-serializes a JSON body.
+    pub fn rewrite_json(&self, body: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
+        let mut v: Value = serde_json::from_slice(body)?;
+        self.rewrite_value(&mut v);
+        serde_json::to_vec(&v)
+    }
+}
+
+/// Replaces every `MARKER` in a stored document with the public base URL
+/// (scheme, host and any path prefix, without trailing slash).
+pub fn render(template: &Bytes, public_base: &str) -> Bytes {
+    let finder = memmem::Finder::new(MARKER.as_bytes());
+    let mut hits = finder.find_iter(template).peekable();
+    if hits.peek().is_none() {
+        return template.clone();
+    }
+    let mut out = Vec::with_capacity(template.len() + 256);
+    let mut last = 0;
+    for at in hits {
+        out.extend_from_slice(&template[last..at]);
+        out.extend_from_slice(public_base.as_bytes());
+        last = at + MARKER.len();
+    }
+    out.extend_from_slice(&template[last..]);
+    Bytes::from(out)
+}
+
+/// The public base URL for a request: the configured one, else
+/// `X-Forwarded-Proto`/`X-Forwarded-Host` or `Host`, else the listen address.
+/// Header values are accepted only when they look like a scheme or a host, so
+/// a hostile header cannot inject text into served JSON.
+pub fn public_base(
+    configured: Option<&str>,
+    forwarded_proto: Option<&str>,
+    forwarded_host: Option<&str>,
+    host: Option<&str>,
+    fallback_host: &str,
+    tls: bool,
+) -> String {
+    if let Some(c) = configured {
+        return c.trim_end_matches('/').to_owned();
+    }
+    let scheme = match first_value(forwarded_proto) {
+        Some(p) if p.eq_ignore_ascii_case("https") => "https",
+        Some(p) if p.eq_ignore_ascii_case("http") => "http",
+        _ if tls => "https",
+        _ => "http",
+    };
+    let host = [first_value(forwarded_host), host]
+        .into_iter()
+        .flatten()
+        .find(|h| valid_host(h))
+        .unwrap_or(fallback_host);
+    format!("{scheme}://{host}")
+}
+
+/// The first of a comma-separated list (proxies append to X-Forwarded-*).
+fn first_value(v: Option<&str>) -> Option<&str> {
+    v.and_then(|s| s.split(',').next()).map(str::trim)
+}
+
+fn valid_host(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 255
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rw() -> Rewriter {
+        Rewriter::new(vec![
+            ("https://up.example/".into(), format!("{MARKER}/v3/raw/0/")),
+            ("https://up.example/flat/".into(), format!("{MARKER}/v3/flatcontainer/")),
+            ("https://up.example/reg/".into(), format!("{MARKER}/v3/registration/reg/")),
+        ])
+    }
+
+    #[test]
+    fn longest_prefix_wins() {
+        let table = [
+            ("https://up.example/flat/a/1.0.0/a.1.0.0.nupkg", Some("/v3/flatcontainer/a/1.0.0/a.1.0.0.nupkg")),
+            ("https://up.example/reg/a/index.json", Some("/v3/registration/reg/a/index.json")),
+            ("https://up.example/catalog/x.json", Some("/v3/raw/0/catalog/x.json")),
+            ("https://elsewhere.example/flat/", None),
+            ("see https://up.example/flat/", None),
+        ];
+        for (input, want) in table {
+            let want = want.map(|w| format!("{MARKER}{w}"));
+            assert_eq!(rw().map(input), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn rewrites_nested_values_not_keys() {
+        let doc = br#"{"https://up.example/k":["https://up.example/flat/x",{"@id":"https://up.example/reg/x/index.json","n":1}]}"#;
+        let out = String::from_utf8(rw().rewrite_json(doc).unwrap()).unwrap();
+        assert!(out.starts_with(r#"{"https://up.example/k":"#), "{out}");
+        assert!(!out.contains("\"https://up.example/flat"), "{out}");
+        assert!(!out.contains("\"https://up.example/reg"), "{out}");
+        assert!(out.contains(r#""n":1"#));
+    }
+
+    #[test]
+    fn render_substitutes_every_marker() {
+        let t = Bytes::from(format!("[\"{MARKER}/a\",\"{MARKER}/b\"]"));
+        assert_eq!(&render(&t, "http://h:1")[..], b"[\"http://h:1/a\",\"http://h:1/b\"]");
+        let plain = Bytes::from_static(b"{}");
+        assert_eq!(render(&plain, "http://h"), plain);
+    }
+
+    #[test]
+    fn public_base_sources() {
+        let fb = "127.0.0.1:5000";
+        let table = [
+            (Some("https://c.example/sub/"), None, None, Some("h"), "https://c.example/sub"),
+            (None, Some("https"), Some("proxy.example"), Some("h"), "https://proxy.example"),
+            (None, Some("HTTPS, http"), None, Some("h:8080"), "https://h:8080"),
+            (None, None, None, Some("h:8080"), "http://h:8080"),
+            (None, None, None, None, "http://127.0.0.1:5000"),
+            (None, Some("gopher"), Some("\"><x"), Some("ok.example"), "http://ok.example"),
+            (None, None, None, Some("a\"b"), "http://127.0.0.1:5000"),
+        ];
+        for (conf, proto, fhost, host, want) in table {
+            assert_eq!(public_base(conf, proto, fhost, host, fb, false), want);
+        }
+    }
+}

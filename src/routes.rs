@@ -1,0 +1,324 @@
+//! Request routing: method and path to a typed route, with every ID and version
+//! normalized on the way in. Pure; the table-driven tests below pin the URL layout.
+
+use crate::keys::{normalize_feed_name, normalize_id, normalize_version, FeedRef, FlatFile};
+use percent_encoding::percent_decode_str;
+
+/// Longest request path plus query accepted; longer gets 414.
+pub const MAX_URL_LEN: usize = 4096;
+
+/// A request feedcache knows how to answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// Liveness; never touches an upstream.
+    Health,
+    /// A NuGet V3 resource of one feed.
+    V3 { feed: FeedRef, res: V3Route },
+}
+
+impl Route {
+    /// A short name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Route::Health => "health",
+            Route::V3 { res, .. } => match res {
+                V3Route::ServiceIndex => "service_index",
+                V3Route::FlatIndex { .. } => "flat_index",
+                V3Route::FlatFile { .. } => "flat_file",
+                V3Route::Registration { .. } => "registration",
+                V3Route::Search { .. } => "search",
+                V3Route::Autocomplete { .. } => "autocomplete",
+                V3Route::Raw { .. } => "raw",
+            },
+        }
+    }
+}
+
+/// NuGet V3 resources, as laid out under a feed's `/v3/` prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum V3Route {
+    /// `index.json`
+    ServiceIndex,
+    /// `flatcontainer/{id}/index.json`
+    FlatIndex { id: String },
+    /// `flatcontainer/{id}/{version}/{file}`
+    FlatFile {
+        id: String,
+        version: String,
+        file: FlatFile,
+    },
+    /// `registration/{tag}/{id}/{rest}`: `rest` is lowercased and safe to append.
+    Registration { tag: String, id: String, rest: String },
+    /// `search/{tag}` (query string passed through)
+    Search { tag: String },
+    /// `autocomplete/{tag}`
+    Autocomplete { tag: String },
+    /// `raw/{origin}/{path}`: another document on one of the upstream's own hosts.
+    Raw { origin: usize, path: String },
+}
+
+/// Why a request has no route.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("URL too long")]
+    TooLong,
+    #[error("{0}")]
+    BadRequest(String),
+}
+
+fn bad(msg: impl Into<String>) -> RouteError {
+    RouteError::BadRequest(msg.into())
+}
+
+/// Routes a request. `path` is the raw (still percent-encoded) path.
+pub fn route(method: &http::Method, path: &str, query: Option<&str>) -> Result<Route, RouteError> {
+    if path.len() + query.map_or(0, str::len) > MAX_URL_LEN {
+        return Err(RouteError::TooLong);
+    }
+    if let Some(q) = query {
+        if !q.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(bad("malformed query string"));
+        }
+    }
+    let segs = decode_segments(path)?;
+    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let r = match segs.as_slice() {
+        ["health"] => Route::Health,
+        ["v3", rest @ ..] => Route::V3 {
+            feed: FeedRef::Default,
+            res: v3(rest)?,
+        },
+        ["nuget", feed, "v3", rest @ ..] => {
+            let feed = normalize_feed_name(feed).ok_or_else(|| bad("invalid feed name"))?;
+            Route::V3 {
+                feed: FeedRef::ProGet(feed),
+                res: v3(rest)?,
+            }
+        }
+        _ => return Err(RouteError::NotFound),
+    };
+    if method != http::Method::GET && method != http::Method::HEAD {
+        return Err(RouteError::MethodNotAllowed);
+    }
+    Ok(r)
+}
+
+fn v3(segs: &[&str]) -> Result<V3Route, RouteError> {
+    Ok(match segs {
+        ["index.json"] => V3Route::ServiceIndex,
+        ["flatcontainer", id, "index.json"] => V3Route::FlatIndex { id: id_of(id)? },
+        ["flatcontainer", id, version, file] => flat_file(id, version, file)?,
+        ["registration", tag, id, rest @ ..] if !rest.is_empty() => V3Route::Registration {
+            tag: tag_of(tag)?,
+            id: id_of(id)?,
+            rest: safe_rest(rest)?.to_ascii_lowercase(),
+        },
+        ["search", tag] => V3Route::Search { tag: tag_of(tag)? },
+        ["autocomplete", tag] => V3Route::Autocomplete { tag: tag_of(tag)? },
+        ["raw", origin, rest @ ..] if !rest.is_empty() => V3Route::Raw {
+            origin: origin.parse().map_err(|_| RouteError::NotFound)?,
+            path: safe_rest(rest)?,
+        },
+        _ => return Err(RouteError::NotFound),
+    })
+}
+
+fn flat_file(id: &str, version: &str, file: &str) -> Result<V3Route, RouteError> {
+    let id = id_of(id)?;
+    let version = normalize_version(version).map_err(|e| bad(e.to_string()))?;
+    let lower = file.to_ascii_lowercase();
+    let file = if let Some(stem) = lower.strip_suffix(".nupkg") {
+        // `{id}.{version}.nupkg`, where the version may be spelled differently
+        // from the directory (`1.0` vs `1.0.0`) but must mean the same version.
+        let named = stem
+            .strip_prefix(id.as_str())
+            .and_then(|s| s.strip_prefix('.'))
+            .ok_or(RouteError::NotFound)?;
+        if normalize_version(named).ok().as_deref() != Some(version.as_str()) {
+            return Err(RouteError::NotFound);
+        }
+        FlatFile::Nupkg
+    } else if lower.strip_suffix(".nuspec") == Some(id.as_str()) {
+        FlatFile::Nuspec
+    } else if lower == "icon" {
+        FlatFile::Icon
+    } else if lower == "readme" {
+        FlatFile::Readme
+    } else {
+        return Err(RouteError::NotFound);
+    };
+    Ok(V3Route::FlatFile { id, version, file })
+}
+
+fn id_of(s: &str) -> Result<String, RouteError> {
+    normalize_id(s).map_err(|e| bad(e.to_string()))
+}
+
+/// Resource tags are the names feedcache gave resources in the service index.
+fn tag_of(s: &str) -> Result<String, RouteError> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.' | b'_'));
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(RouteError::NotFound)
+    }
+}
+
+/// Joins path segments after checking each is a plain name: no dot-only
+/// segments, only characters that need no escaping in an upstream URL.
+fn safe_rest(segs: &[&str]) -> Result<String, RouteError> {
+    for s in segs {
+        let ok = !s.is_empty()
+            && *s != "."
+            && *s != ".."
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'+' | b'~'));
+        if !ok {
+            return Err(bad("invalid path segment"));
+        }
+    }
+    Ok(segs.join("/"))
+}
+
+/// Splits `/a/b%2Ec/` into decoded segments; an empty final segment (trailing
+/// slash) is dropped. Segments that decode to invalid UTF-8, or that contain
+/// separators or control characters once decoded, are rejected.
+fn decode_segments(path: &str) -> Result<Vec<String>, RouteError> {
+    let rest = path.strip_prefix('/').ok_or_else(|| bad("path must start with /"))?;
+    let mut out = Vec::new();
+    let parts: Vec<&str> = rest.split('/').collect();
+    let n = parts.len();
+    for (i, raw) in parts.into_iter().enumerate() {
+        if raw.is_empty() {
+            if i + 1 == n {
+                break;
+            }
+            return Err(RouteError::NotFound);
+        }
+        let s = percent_decode_str(raw)
+            .decode_utf8()
+            .map_err(|_| bad("path is not valid UTF-8"))?;
+        if s.chars().any(|c| c == '/' || c == '\\' || c.is_control()) {
+            return Err(bad("invalid path segment"));
+        }
+        out.push(s.into_owned());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::Method;
+
+    fn v3(res: V3Route) -> Result<Route, RouteError> {
+        Ok(Route::V3 {
+            feed: FeedRef::Default,
+            res,
+        })
+    }
+
+    fn nupkg(id: &str, v: &str) -> Result<Route, RouteError> {
+        v3(V3Route::FlatFile {
+            id: id.into(),
+            version: v.into(),
+            file: FlatFile::Nupkg,
+        })
+    }
+
+    #[test]
+    fn routes_table() {
+        let nf = Err(RouteError::NotFound);
+        let table: Vec<(&str, Option<&str>, Result<Route, RouteError>)> = vec![
+            ("/health", None, Ok(Route::Health)),
+            ("/v3/index.json", None, v3(V3Route::ServiceIndex)),
+            ("/v3/index.json/", None, v3(V3Route::ServiceIndex)),
+            (
+                "/v3/flatcontainer/Newtonsoft.Json/index.json",
+                None,
+                v3(V3Route::FlatIndex { id: "newtonsoft.json".into() }),
+            ),
+            (
+                "/v3/flatcontainer/newtonsoft.json/13.0.1/newtonsoft.json.13.0.1.nupkg",
+                None,
+                nupkg("newtonsoft.json", "13.0.1"),
+            ),
+            (
+                "/v3/flatcontainer/Newtonsoft.Json/13.0.1/Newtonsoft.Json.13.0.1.nupkg",
+                None,
+                nupkg("newtonsoft.json", "13.0.1"),
+            ),
+            ("/v3/flatcontainer/foo/1.0/foo.1.0.nupkg", None, nupkg("foo", "1.0.0")),
+            ("/v3/flatcontainer/foo/1.0/foo.1.0.0.0.nupkg", None, nupkg("foo", "1.0.0")),
+            ("/v3/flatcontainer/foo/1.0.0-Beta/FOO.1.0.0-BETA.nupkg", None, nupkg("foo", "1.0.0-beta")),
+            ("/v3/flatcontainer/foo/1.0.0%2Bmeta/foo.1.0.0.nupkg", None, nupkg("foo", "1.0.0")),
+            ("/v3/flatcontainer/foo/1.0.0/bar.1.0.0.nupkg", None, nf.clone()),
+            ("/v3/flatcontainer/foo/1.0.0/foo.2.0.0.nupkg", None, nf.clone()),
+            (
+                "/v3/flatcontainer/Foo/1.0/foo.nuspec",
+                None,
+                v3(V3Route::FlatFile { id: "foo".into(), version: "1.0.0".into(), file: FlatFile::Nuspec }),
+            ),
+            (
+                "/v3/flatcontainer/foo/1.0.0/icon",
+                None,
+                v3(V3Route::FlatFile { id: "foo".into(), version: "1.0.0".into(), file: FlatFile::Icon }),
+            ),
+            ("/v3/flatcontainer/foo/1.0.0/other.txt", None, nf.clone()),
+            ("/v3/flatcontainer/foo/not-a-version/foo.nuspec", None, Err(bad("version part is not a number"))),
+            ("/v3/flatcontainer/..%2Fetc/index.json", None, Err(bad("invalid path segment"))),
+            ("/v3/flatcontainer/../index.json", None, Err(bad("package id has invalid characters"))),
+            ("/v3/flatcontainer/a%FFb/index.json", None, Err(bad("path is not valid UTF-8"))),
+            (
+                "/v3/registration/semver2/Foo/index.json",
+                None,
+                v3(V3Route::Registration { tag: "semver2".into(), id: "foo".into(), rest: "index.json".into() }),
+            ),
+            (
+                "/v3/registration/semver2/foo/page/1.0.0/2.0.0.json",
+                None,
+                v3(V3Route::Registration { tag: "semver2".into(), id: "foo".into(), rest: "page/1.0.0/2.0.0.json".into() }),
+            ),
+            ("/v3/registration/semver2/foo/../x", None, Err(bad("invalid path segment"))),
+            ("/v3/registration/semver2/foo", None, nf.clone()),
+            ("/v3/search/query", Some("q=json&take=5"), v3(V3Route::Search { tag: "query".into() })),
+            ("/v3/autocomplete/autocomplete", None, v3(V3Route::Autocomplete { tag: "autocomplete".into() })),
+            ("/v3/search/UPPER", None, nf.clone()),
+            ("/v3/raw/0/v3/catalog0/index.json", None, v3(V3Route::Raw { origin: 0, path: "v3/catalog0/index.json".into() })),
+            ("/v3/raw/x/y", None, nf.clone()),
+            (
+                "/nuget/Internal/v3/index.json",
+                None,
+                Ok(Route::V3 { feed: FeedRef::ProGet("internal".into()), res: V3Route::ServiceIndex }),
+            ),
+            ("/nuget/.x/v3/index.json", None, Err(bad("invalid feed name"))),
+            ("/", None, nf.clone()),
+            ("/v3", None, nf.clone()),
+            ("//v3/index.json", None, nf.clone()),
+            ("/v3//index.json", None, nf.clone()),
+            ("v3/index.json", None, Err(bad("path must start with /"))),
+            ("/v3/search/query", Some("q=a b"), Err(bad("malformed query string"))),
+        ];
+        for (path, query, want) in table {
+            assert_eq!(route(&Method::GET, path, query), want, "{path} {query:?}");
+        }
+    }
+
+    #[test]
+    fn methods_and_limits() {
+        assert_eq!(route(&Method::HEAD, "/v3/index.json", None), v3(V3Route::ServiceIndex));
+        assert_eq!(route(&Method::POST, "/v3/index.json", None), Err(RouteError::MethodNotAllowed));
+        assert_eq!(route(&Method::DELETE, "/nope", None), Err(RouteError::NotFound));
+        let long = format!("/v3/flatcontainer/{}/index.json", "a".repeat(MAX_URL_LEN));
+        assert_eq!(route(&Method::GET, &long, None), Err(RouteError::TooLong));
+        let long_id = format!("/v3/flatcontainer/{}/index.json", "a".repeat(101));
+        assert!(matches!(route(&Method::GET, &long_id, None), Err(RouteError::BadRequest(_))));
+    }
+}

@@ -1,0 +1,146 @@
+//! The pingora front end: every request is answered in `request_filter` from
+//! the cache core; pingora's own upstream proxying is never used.
+
+mod range;
+mod respond;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::server::configuration::ServerConf;
+
+use crate::app::App;
+use crate::error::AppError;
+use crate::rewrite::public_base;
+use crate::routes::route;
+use respond::{write_error, write_reply, Sent};
+
+/// The `ProxyHttp` implementation.
+pub struct Proxy {
+    app: Arc<App>,
+    /// `host:port` used in rewritten URLs when a request carries no usable Host.
+    fallback_host: String,
+}
+
+/// Per-request state, for the access log.
+pub struct Ctx {
+    start: Instant,
+    route: &'static str,
+    cache: &'static str,
+    sent: Sent,
+}
+
+fn header<'a>(s: &'a Session, name: &str) -> Option<&'a str> {
+    s.req_header().headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+#[async_trait]
+impl ProxyHttp for Proxy {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            start: Instant::now(),
+            route: "-",
+            cache: "-",
+            sent: Sent::default(),
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let uri = session.req_header().uri.clone();
+        let method = session.req_header().method.clone();
+        let routed = route(&method, uri.path(), uri.query());
+        let reply = match &routed {
+            Ok(r) => {
+                ctx.route = r.kind();
+                self.app.handle(r, uri.query()).await
+            }
+            Err(e) => Err(AppError::from(e.clone())),
+        };
+        ctx.sent = match reply {
+            Ok(reply) => {
+                ctx.cache = reply.cache;
+                let base = public_base(
+                    self.app.config.public_url.as_ref().map(url::Url::as_str),
+                    header(session, "x-forwarded-proto"),
+                    header(session, "x-forwarded-host"),
+                    header(session, "host"),
+                    &self.fallback_host,
+                    false,
+                );
+                write_reply(session, reply, &base).await?
+            }
+            Err(e) => {
+                if e.status() >= 500 {
+                    tracing::warn!(path = uri.path(), error = %e, "request failed");
+                }
+                write_error(session, &e).await?
+            }
+        };
+        Ok(true)
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        // request_filter always answers; reaching here is a bug, not a proxy target.
+        Err(Error::explain(ErrorType::InternalError, "no upstream peer"))
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _ctx: &mut Ctx) -> FailToProxy {
+        // Once a header is out, the only honest signal of an incomplete body
+        // is to drop the connection, not to append an error page.
+        if session.response_written().is_none() {
+            let _ = write_error(session, &AppError::BadUpstream(e.to_string())).await;
+        }
+        FailToProxy {
+            error_code: 0,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        let req = session.req_header();
+        tracing::info!(
+            target: "access",
+            method = %req.method,
+            path = req.uri.path(),
+            route = ctx.route,
+            cache = ctx.cache,
+            status = ctx.sent.status,
+            bytes = ctx.sent.bytes,
+            ms = ctx.start.elapsed().as_secs_f64() * 1000.0,
+            error = e.map(|e| e.to_string()),
+        );
+    }
+}
+
+/// Builds the pingora server with the HTTP listener on `listen`.
+pub fn build(app: Arc<App>, listen: SocketAddr) -> Server {
+    let threads = match app.config.threads {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    };
+    let conf = ServerConf {
+        threads,
+        pid_file: app.config.cache.dir.join("feedcache.pid").display().to_string(),
+        upgrade_sock: app.config.cache.dir.join("feedcache-upgrade.sock").display().to_string(),
+        // Let in-flight downloads finish on SIGTERM, within reason.
+        grace_period_seconds: Some(1),
+        graceful_shutdown_timeout_seconds: Some(30),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    let proxy = Proxy {
+        app,
+        fallback_host: listen.to_string(),
+    };
+    let mut svc = pingora::proxy::http_proxy_service(&server.configuration, proxy);
+    svc.add_tcp(&listen.to_string());
+    server.add_service(svc);
+    server
+}

@@ -1,0 +1,168 @@
+//! Writes a `Reply` or an `AppError` to a pingora session: conditional and
+//! range requests, HEAD, and streaming from memory, disk or a running fill.
+
+use bytes::Bytes;
+use http::header;
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+use pingora::proxy::Session;
+
+use super::range::{none_match, parse_range, RangeAsk};
+use crate::app::{Body, Reply};
+use crate::cache::{etag_of, read_at};
+use crate::error::AppError;
+use crate::rewrite::render;
+
+/// Disk reads are done in blocks this large.
+const DISK_BLOCK: usize = 256 * 1024;
+
+/// What was sent, for the access log.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Sent {
+    pub status: u16,
+    pub bytes: u64,
+}
+
+fn req_header<'a>(session: &'a Session, name: header::HeaderName) -> Option<&'a str> {
+    session
+        .req_header()
+        .headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+}
+
+/// Writes a successful reply. An `Err` after the header went out means the
+/// body could not be completed; the caller must drop the connection.
+pub async fn write_reply(session: &mut Session, reply: Reply, public_base: &str) -> Result<Sent> {
+    let Reply { meta, body, cache } = reply;
+    let (body, etag) = match body {
+        Body::Bytes(b) if meta.templated => {
+            // Rendered per public base, so the validator must differ per base too.
+            let etag = etag_of(format!("{}|{public_base}", meta.etag).as_bytes());
+            (Body::Bytes(render(&b, public_base)), etag)
+        }
+        other => (other, meta.etag.clone()),
+    };
+    let is_head = session.req_header().method == http::Method::HEAD;
+
+    let mut resp = ResponseHeader::build(200, Some(8))?;
+    resp.insert_header(header::ETAG, &etag)?;
+    if let Some(lm) = &meta.last_modified {
+        resp.insert_header(header::LAST_MODIFIED, lm)?;
+    }
+    resp.insert_header("X-Cache", cache)?;
+
+    if none_match(req_header(session, header::IF_NONE_MATCH), &etag) {
+        resp.set_status(304)?;
+        session.write_response_header(Box::new(resp), true).await?;
+        return Ok(Sent { status: 304, bytes: 0 });
+    }
+    resp.insert_header(header::CONTENT_TYPE, &meta.content_type)?;
+    if let Some(enc) = &meta.content_encoding {
+        resp.insert_header(header::CONTENT_ENCODING, enc)?;
+    }
+
+    let total = match &body {
+        Body::Bytes(b) => Some(b.len() as u64),
+        Body::Disk(d) => Some(d.len),
+        Body::Fill(_, len) => *len,
+    };
+    // A fill in progress is sent whole: ranges are served once it is cached.
+    let ask = match (&body, total) {
+        (Body::Fill(..), _) | (_, None) => RangeAsk::Full,
+        (_, Some(len)) => parse_range(req_header(session, header::RANGE), len),
+    };
+    let (start, len) = match (ask, total) {
+        (RangeAsk::Unsatisfiable, Some(t)) => return write_error(session, &AppError::RangeNotSatisfiable(t)).await,
+        (RangeAsk::Partial(a, b), Some(t)) => {
+            resp.set_status(206)?;
+            resp.insert_header(header::CONTENT_RANGE, format!("bytes {a}-{b}/{t}"))?;
+            (a, Some(b - a + 1))
+        }
+        (_, total) => (0, total),
+    };
+    if !matches!(body, Body::Fill(..)) {
+        resp.insert_header(header::ACCEPT_RANGES, "bytes")?;
+    }
+    match len {
+        Some(n) => resp.insert_header(header::CONTENT_LENGTH, n)?,
+        // HTTP/1.1 needs chunked framing to show where an unknown-length body
+        // ends (and that it ended); HTTP/2 frames it itself.
+        None if !session.as_downstream().is_http2() => {
+            resp.insert_header(header::TRANSFER_ENCODING, "chunked")?
+        }
+        None => {}
+    }
+    let status = resp.status.as_u16();
+    if is_head {
+        session.write_response_header(Box::new(resp), true).await?;
+        return Ok(Sent { status, bytes: 0 });
+    }
+    session.write_response_header(Box::new(resp), false).await?;
+
+    let mut sent = 0u64;
+    match body {
+        Body::Bytes(b) => {
+            let end = usize::try_from(start + len.unwrap_or(0)).unwrap_or(b.len()).min(b.len());
+            let part = b.slice(usize::try_from(start).unwrap_or(0).min(end)..end);
+            sent = part.len() as u64;
+            session.write_response_body(Some(part), true).await?;
+        }
+        Body::Disk(d) => {
+            let end = start + len.unwrap_or(0);
+            let mut pos = start;
+            while pos < end {
+                let n = usize::try_from(end - pos).unwrap_or(DISK_BLOCK).min(DISK_BLOCK);
+                let chunk = read_at(d.file.clone(), d.offset + pos, n)
+                    .await
+                    .map_err(|e| internal(&AppError::from(e)))?;
+                if chunk.is_empty() {
+                    return Err(internal(&AppError::BadUpstream("cache entry shorter than recorded".into())));
+                }
+                pos += chunk.len() as u64;
+                sent += chunk.len() as u64;
+                session.write_response_body(Some(chunk), pos == end).await?;
+            }
+        }
+        Body::Fill(mut reader, _) => loop {
+            match reader.next_chunk().await {
+                Ok(Some(chunk)) => {
+                    sent += chunk.len() as u64;
+                    session.write_response_body(Some(chunk), false).await?;
+                }
+                Ok(None) => {
+                    session.write_response_body(None, true).await?;
+                    break;
+                }
+                Err(e) => return Err(internal(&e)),
+            }
+        },
+    }
+    Ok(Sent { status, bytes: sent })
+}
+
+/// Writes an error response with a short plain-text message.
+pub async fn write_error(session: &mut Session, e: &AppError) -> Result<Sent> {
+    let status = e.status();
+    let body = Bytes::from(format!("{}\n", e.client_message()));
+    let mut resp = ResponseHeader::build(status, Some(4))?;
+    resp.insert_header(header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
+    resp.insert_header(header::CONTENT_LENGTH, body.len())?;
+    if let AppError::RangeNotSatisfiable(len) = e {
+        resp.insert_header(header::CONTENT_RANGE, format!("bytes */{len}"))?;
+    }
+    let is_head = session.req_header().method == http::Method::HEAD;
+    session.write_response_header(Box::new(resp), is_head).await?;
+    if !is_head {
+        session.write_response_body(Some(body.clone()), true).await?;
+    }
+    Ok(Sent {
+        status,
+        bytes: if is_head { 0 } else { body.len() as u64 },
+    })
+}
+
+/// An error that aborts a response mid-body.
+fn internal(e: &AppError) -> Box<Error> {
+    Error::explain(ErrorType::InternalError, e.to_string())
+}

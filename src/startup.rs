@@ -1,0 +1,56 @@
+//! Start-up: logging, cache tiers, upstream client, then the pingora server.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use crate::app::App;
+use crate::cache::{Cache, DiskTier, MemoryTier};
+use crate::config::Config;
+use crate::listen::{parse_listen, resolve_ephemeral};
+use crate::upstream::Upstream;
+
+/// Why feedcache could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("listen address: {0}")]
+    Listen(String),
+    #[error(transparent)]
+    Cache(#[from] crate::cache::CacheError),
+    #[error(transparent)]
+    Upstream(#[from] crate::upstream::UpstreamError),
+}
+
+/// Logs to stderr; `RUST_LOG` overrides the default level (info).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Builds everything and serves until a signal stops the process.
+pub fn run(config: Config) -> Result<std::convert::Infallible, StartError> {
+    let listen = parse_listen(&config.listen).map_err(StartError::Listen)?;
+    let listen = resolve_ephemeral(listen).map_err(|e| StartError::Listen(e.to_string()))?;
+    let disk = DiskTier::open(&config.cache.dir)?;
+    let memory = MemoryTier::new(
+        config.cache.memory_size.as_u64(),
+        config.cache.memory_max_entry.as_u64(),
+    );
+    let upstream = Upstream::new(&config.upstream)?;
+    let cache = Arc::new(Cache::new(memory, disk));
+    tracing::info!(
+        listen = %listen,
+        upstream = %config.nuget.service_index,
+        cache_dir = %config.cache.dir.display(),
+        "starting feedcache"
+    );
+    let app = App::new(config, cache, upstream);
+    let server = crate::server::build(app, listen);
+    // Tests and scripts read the real port from this line (port 0 = any free).
+    println!("feedcache listening on http://{listen}");
+    let _ = std::io::stdout().flush();
+    server.run_forever()
+}

@@ -1,0 +1,119 @@
+//! The upstream HTTP client: reqwest on a ring-based rustls config with the
+//! system roots plus an optional corporate CA, and typed errors.
+
+use std::sync::Arc;
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
+use url::Url;
+
+use crate::config::UpstreamConfig;
+
+/// Why an upstream request failed. Cloneable: one failed fill is reported to
+/// every waiting client. Messages name the host only, never credentials.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("cannot connect to {0}")]
+    Connect(String),
+    #[error("timed out talking to {0}")]
+    Timeout(String),
+    #[error("{host} answered {status}")]
+    Status { host: String, status: u16 },
+    #[error("upstream body truncated: {got} of {expected} bytes")]
+    Truncated { expected: u64, got: u64 },
+    #[error("upstream I/O error from {0}")]
+    Io(String),
+    #[error("TLS setup: {0}")]
+    Tls(String),
+}
+
+/// Optional request headers for one upstream GET.
+#[derive(Debug, Default, Clone)]
+pub struct Request<'a> {
+    /// Revalidate an entry: the upstream's ETag from the last 200.
+    pub if_none_match: Option<&'a str>,
+    /// Ask for gzip (metadata, which feedcache decompresses itself).
+    pub accept_gzip: bool,
+}
+
+/// A shared upstream client with connection pooling.
+#[derive(Clone)]
+pub struct Upstream {
+    client: reqwest::Client,
+}
+
+impl Upstream {
+    /// Builds the client from config: timeouts, roots, HTTP/2 by ALPN.
+    pub fn new(cfg: &UpstreamConfig) -> Result<Self, UpstreamError> {
+        let mut roots = rustls::RootCertStore::empty();
+        // A machine without a CA bundle can still reach plain-HTTP and
+        // corporate-CA upstreams, so missing system roots are not fatal.
+        let native = rustls_native_certs::load_native_certs();
+        for cert in native.certs {
+            let _ = roots.add(cert);
+        }
+        if let Some(path) = &cfg.ca_file {
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| UpstreamError::Tls(format!("{}: {e}", path.display())))?;
+            for cert in certs {
+                let cert = cert.map_err(|e| UpstreamError::Tls(format!("{}: {e}", path.display())))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| UpstreamError::Tls(format!("{}: {e}", path.display())))?;
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| UpstreamError::Tls(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .connect_timeout(cfg.connect_timeout)
+            .read_timeout(cfg.read_timeout)
+            .redirect(reqwest::redirect::Policy::limited(5))
+            .user_agent(concat!("feedcache/", env!("CARGO_PKG_VERSION")))
+            .no_proxy()
+            .pool_idle_timeout(std::time::Duration::from_secs(90))
+            .build()
+            .map_err(|e| UpstreamError::Tls(e.to_string()))?;
+        Ok(Upstream { client })
+    }
+
+    /// Sends one GET; any status is returned to the caller to interpret.
+    pub async fn get(&self, url: &Url, req: &Request<'_>) -> Result<reqwest::Response, UpstreamError> {
+        let mut b = self.client.get(url.clone());
+        if let Some(tag) = req.if_none_match {
+            b = b.header(http::header::IF_NONE_MATCH, tag);
+        }
+        b = b.header(
+            http::header::ACCEPT_ENCODING,
+            if req.accept_gzip { "gzip" } else { "identity" },
+        );
+        b.send().await.map_err(|e| classify(url, &e))
+    }
+}
+
+/// Maps a reqwest error to the typed error, naming only the host.
+pub fn classify(url: &Url, e: &reqwest::Error) -> UpstreamError {
+    let host = host_of(url);
+    if e.is_timeout() {
+        UpstreamError::Timeout(host)
+    } else if e.is_connect() {
+        UpstreamError::Connect(host)
+    } else {
+        UpstreamError::Io(host)
+    }
+}
+
+/// `host[:port]` of a URL, for messages and logs.
+pub fn host_of(url: &Url) -> String {
+    match (url.host_str(), url.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_owned(),
+        _ => "upstream".into(),
+    }
+}
