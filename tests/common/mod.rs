@@ -1,0 +1,122 @@
+//! Shared test harness: the real feedcache binary against a fake upstream.
+
+#![allow(dead_code)]
+
+pub mod upstream;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub use upstream::{Behavior, FakeUpstream};
+
+/// Upper bound for any single step of a test.
+pub const STEP: Duration = Duration::from_secs(30);
+
+/// Runs a future under `STEP`, failing the test on timeout.
+pub async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(STEP, f).await.expect("step timed out")
+}
+
+/// A running feedcache process; killed when dropped.
+pub struct Proxy {
+    child: Child,
+    pub base: String,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proxy {
+    /// Starts feedcache on an ephemeral port with the given upstream and cache dir.
+    pub async fn start(index_url: &str, cache_dir: &Path, extra: &[&str]) -> Proxy {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_feedcache"));
+        cmd.args(["--listen", "127.0.0.1:0", "--upstream", index_url])
+            .arg("--cache-dir")
+            .arg(cache_dir)
+            .args(["--threads", "2"])
+            .args(extra)
+            .env("RUST_LOG", std::env::var("FEEDCACHE_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd.spawn().expect("spawn feedcache");
+        let stdout = child.stdout.take().expect("stdout");
+        let line = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            BufReader::new(stdout).read_line(&mut line).map(|_| line)
+        });
+        let line = within(line).await.expect("join").expect("read stdout");
+        let base = line
+            .trim()
+            .strip_prefix("feedcache listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .to_owned();
+        let proxy = Proxy { child, base };
+        proxy.wait_ready().await;
+        proxy
+    }
+
+    /// Polls /health until the listener answers (pingora binds after start-up).
+    async fn wait_ready(&self) {
+        let url = format!("{}/health", self.base);
+        let c = client();
+        within(async {
+            loop {
+                if let Ok(r) = c.get(&url).send().await {
+                    if r.status() == 200 {
+                        return;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Stops the process abruptly (SIGKILL).
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP client for tests (plain HTTP on loopback).
+pub fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(STEP)
+        .build()
+        .expect("client")
+}
+
+/// GET returning status, headers and full body.
+pub async fn get(url: &str) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+    let r = within(client().get(url).send()).await.expect("request");
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let body = within(r.bytes()).await.expect("body").to_vec();
+    (status, headers, body)
+}
+
+/// Deterministic pseudo-random bytes (incompressible enough for tests).
+pub fn blob(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}

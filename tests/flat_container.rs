@@ -1,0 +1,203 @@
+//! Flat container through the real proxy: misses, hits, spellings, coalescing,
+//! HTTP details and truncated upstream bodies.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use tokio::sync::Notify;
+
+const NUPKG: &str = "/v3-flatcontainer/demo.pkg/1.0.0/demo.pkg.1.0.0.nupkg";
+
+async fn setup() -> (FakeUpstream, Proxy, tempfile::TempDir, Vec<u8>) {
+    let up = FakeUpstream::start().await;
+    up.serve_nuget_index();
+    let body = blob(300_000, 1);
+    up.set(NUPKG, Behavior::bytes(body.clone()));
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(&up.index_url(), dir.path(), &[]).await;
+    (up, proxy, dir, body)
+}
+
+#[tokio::test]
+async fn miss_then_hit_fetches_once() {
+    let (up, proxy, _dir, body) = setup().await;
+    let url = proxy.url("/v3/flatcontainer/demo.pkg/1.0.0/demo.pkg.1.0.0.nupkg");
+    let (s1, h1, b1) = get(&url).await;
+    let (s2, h2, b2) = get(&url).await;
+    assert_eq!((s1, s2), (200, 200));
+    assert_eq!(b1, body);
+    assert_eq!(b2, body);
+    assert_eq!(h1["x-cache"], "MISS");
+    assert_eq!(h2["x-cache"], "HIT");
+    assert_eq!(h2["content-length"], body.len().to_string().as_str());
+    assert_eq!(up.hits(NUPKG), 1);
+}
+
+#[tokio::test]
+async fn every_spelling_hits_one_entry() {
+    let (up, proxy, _dir, body) = setup().await;
+    for path in [
+        "/v3/flatcontainer/demo.pkg/1.0.0/demo.pkg.1.0.0.nupkg",
+        "/v3/flatcontainer/Demo.Pkg/1.0.0/Demo.Pkg.1.0.0.nupkg",
+        "/v3/flatcontainer/DEMO.PKG/1.0/DEMO.PKG.1.0.nupkg",
+        "/v3/flatcontainer/demo.pkg/1.00.0.0/demo.pkg.1.0.0.nupkg",
+        "/v3/flatcontainer/demo.pkg/1.0.0%2Bbuild.7/demo.pkg.1.0.0.nupkg",
+        "/v3/flatcontainer/demo.pkg/01.0.0/demo.pkg.1.0.0.nupkg",
+    ] {
+        let (s, _, b) = get(&proxy.url(path)).await;
+        assert_eq!(s, 200, "{path}");
+        assert_eq!(b, body, "{path}");
+    }
+    assert_eq!(up.hits(NUPKG), 1);
+}
+
+#[tokio::test]
+async fn concurrent_cold_requests_share_one_fetch_and_stream() {
+    let up = FakeUpstream::start().await;
+    up.serve_nuget_index();
+    let body = blob(2_000_000, 2);
+    let gate = Arc::new(Notify::new());
+    up.set(
+        NUPKG,
+        Behavior::Gated {
+            body: body.clone(),
+            split: 700_000,
+            gate: gate.clone(),
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(&up.index_url(), dir.path(), &[]).await;
+    let url = proxy.url("/v3/flatcontainer/demo.pkg/1.0.0/demo.pkg.1.0.0.nupkg");
+
+    // Every client gets its response headers (and the first part of the body)
+    // while the upstream is still holding back the rest: they are all attached
+    // to the one fill in progress, not served from a finished entry.
+    let (head_tx, mut head_rx) = tokio::sync::mpsc::channel(64);
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let url = url.clone();
+        let head_tx = head_tx.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut r = client().get(&url).send().await.expect("send");
+            assert_eq!(r.status(), 200);
+            let mut got = r.chunk().await.expect("first chunk").expect("some body").to_vec();
+            head_tx.send(()).await.expect("report");
+            while let Some(c) = r.chunk().await.expect("chunk") {
+                got.extend_from_slice(&c);
+            }
+            got
+        }));
+    }
+    for _ in 0..50 {
+        within(head_rx.recv()).await.expect("a client started receiving");
+    }
+    assert_eq!(up.hits(NUPKG), 1, "one upstream fetch while 50 clients wait");
+    gate.notify_one();
+    for t in tasks {
+        let got = within(t).await.expect("client task");
+        assert!(got == body, "a client got different bytes ({} vs {})", got.len(), body.len());
+    }
+    assert_eq!(up.hits(NUPKG), 1);
+}
+
+#[tokio::test]
+async fn head_conditional_and_range() {
+    let (up, proxy, _dir, body) = setup().await;
+    let url = proxy.url("/v3/flatcontainer/demo.pkg/1.0.0/demo.pkg.1.0.0.nupkg");
+    let c = client();
+
+    let head = within(c.head(&url).send()).await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["content-length"], body.len().to_string().as_str());
+    assert_eq!(head.headers()["content-type"], "application/octet-stream");
+    let etag = head.headers()["etag"].to_str().unwrap().to_owned();
+    assert!(etag.starts_with('"'), "{etag}");
+    assert!(within(head.bytes()).await.unwrap().is_empty());
+
+    // HEAD may have filled the cache; either way GET must be complete.
+    let (s, h, b) = get(&url).await;
+    assert_eq!((s, b.len()), (200, body.len()));
+    assert_eq!(h["etag"].to_str().unwrap(), etag);
+
+    let r = within(c.get(&url).header("If-None-Match", &etag).send()).await.unwrap();
+    assert_eq!(r.status(), 304);
+    assert!(within(r.bytes()).await.unwrap().is_empty());
+    let r = within(c.get(&url).header("If-None-Match", "\"other\"").send()).await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    let r = within(c.get(&url).header("Range", "bytes=100-199").send()).await.unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(
+        r.headers()["content-range"],
+        format!("bytes 100-199/{}", body.len()).as_str()
+    );
+    assert_eq!(within(r.bytes()).await.unwrap().as_ref(), &body[100..200]);
+
+    let r = within(c.get(&url).header("Range", "bytes=-10").send()).await.unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(within(r.bytes()).await.unwrap().as_ref(), &body[body.len() - 10..]);
+
+    let r = within(c.get(&url).header("Range", format!("bytes={}-", body.len())).send())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 416);
+    assert_eq!(r.headers()["content-range"], format!("bytes */{}", body.len()).as_str());
+    assert_eq!(up.hits(NUPKG), 1);
+}
+
+#[tokio::test]
+async fn truncated_upstream_body_is_neither_served_whole_nor_cached() {
+    let up = FakeUpstream::start().await;
+    up.serve_nuget_index();
+    let body = blob(1_000_000, 3);
+    up.set(
+        NUPKG,
+        Behavior::Truncate {
+            declared: body.len(),
+            body: body[..400_000].to_vec(),
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(&up.index_url(), dir.path(), &[]).await;
+    let url = proxy.url("/v3/flatcontainer/demo.pkg/1.0.0/demo.pkg.1.0.0.nupkg");
+
+    let r = within(client().get(&url).send()).await.expect("headers");
+    match within(r.bytes()).await {
+        Ok(b) => panic!("a truncated body was delivered as complete ({} bytes)", b.len()),
+        Err(_) => {}
+    }
+    // The failed fill deletes its temp file before clients see the abort.
+    let tmp_left = std::fs::read_dir(dir.path().join("tmp")).unwrap().count();
+    assert_eq!(tmp_left, 0, "no temp file left behind");
+    // Not cached: the next request goes upstream again, now to a good copy.
+    up.set(NUPKG, Behavior::bytes(body.clone()));
+    let (s, _, b) = get(&url).await;
+    assert_eq!(s, 200);
+    assert!(b == body);
+    assert_eq!(up.hits(NUPKG), 2);
+}
+
+#[tokio::test]
+async fn upstream_404_and_bad_input() {
+    let (_up, proxy, _dir, _) = setup().await;
+    let table = [
+        ("/v3/flatcontainer/nothere/1.0.0/nothere.1.0.0.nupkg", 404),
+        ("/v3/flatcontainer/nothere/index.json", 404),
+        ("/v3/flatcontainer/demo.pkg/not.a.version/demo.pkg.nuspec", 400),
+        ("/v3/flatcontainer/..%2F..%2Fetc/index.json", 400),
+        ("/v3/flatcontainer/demo.pkg/1.0.0/other.1.0.0.nupkg", 404),
+        ("/v3/registration/unknown-hive/demo.pkg/index.json", 404),
+        ("/nuget/internal/v3/index.json", 404),
+        ("/nope", 404),
+    ];
+    for (path, want) in table {
+        let (s, h, b) = get(&proxy.url(path)).await;
+        assert_eq!(s, want, "{path}");
+        assert_eq!(h["content-type"], "text/plain; charset=utf-8", "{path}");
+        assert!(b.len() < 200, "short message for {path}");
+    }
+    let r = within(client().post(proxy.url("/v3/index.json")).send()).await.unwrap();
+    assert_eq!(r.status(), 405);
+}

@@ -1,0 +1,176 @@
+//! Metadata through the real proxy: service index and registration rewriting
+//! (plain and gzip), search, version lists and TTL revalidation.
+
+mod common;
+
+use std::io::Write;
+
+use common::*;
+use serde_json::Value;
+
+fn gzip(b: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(b).unwrap();
+    e.finish().unwrap()
+}
+
+const REG_INDEX: &str = r#"{"@id":"{base}/v3/registration5-semver1/demo.pkg/index.json","count":2,"items":[
+ {"@id":"{base}/v3/registration5-semver1/demo.pkg/index.json#page/1.0.0/1.0.0","count":1,"lower":"1.0.0","upper":"1.0.0",
+  "items":[{"@id":"{base}/v3/registration5-semver1/demo.pkg/1.0.0.json",
+    "catalogEntry":{"@id":"{base}/v3/catalog0/data/2024.01.01/demo.pkg.1.0.0.json","id":"Demo.Pkg","version":"1.0.0",
+      "projectUrl":"https://github.com/example/demo",
+      "dependencyGroups":[{"dependencies":[{"id":"Other","range":"[1.0.0, )","registration":"{base}/v3/registration5-semver1/other/index.json"}]}]},
+    "packageContent":"{base}/v3-flatcontainer/demo.pkg/1.0.0/demo.pkg.1.0.0.nupkg"}]},
+ {"@id":"{base}/v3/registration5-semver1/demo.pkg/page/2.0.0/3.0.0.json","count":5,"lower":"2.0.0","upper":"3.0.0"}]}"#;
+
+async fn setup(extra: &[&str]) -> (FakeUpstream, Proxy, tempfile::TempDir) {
+    let up = FakeUpstream::start().await;
+    up.serve_nuget_index();
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(&up.index_url(), dir.path(), extra).await;
+    (up, proxy, dir)
+}
+
+fn assert_no_upstream(body: &[u8], up: &FakeUpstream) {
+    let s = String::from_utf8_lossy(body);
+    assert!(!s.contains(&up.addr.to_string()), "upstream address leaked: {s}");
+}
+
+#[tokio::test]
+async fn service_index_points_everything_at_feedcache() {
+    let (up, proxy, _dir) = setup(&[]).await;
+    let (s, h, b) = get(&proxy.url("/v3/index.json")).await;
+    assert_eq!(s, 200);
+    assert!(h["content-type"].to_str().unwrap().contains("json"));
+    assert!(h.get("content-encoding").is_none());
+    assert_no_upstream(&b, &up);
+    let v: Value = serde_json::from_slice(&b).unwrap();
+    let res = v["resources"].as_array().unwrap();
+    let types: Vec<&str> = res.iter().map(|r| r["@type"].as_str().unwrap()).collect();
+    assert!(!types.iter().any(|t| t.starts_with("PackagePublish") || t.starts_with("Catalog")));
+    assert_eq!(res.len(), 6, "{types:?}");
+    for r in res {
+        let id = r["@id"].as_str().unwrap();
+        assert!(id.starts_with(&format!("{}/v3/", proxy.base)), "{id}");
+    }
+    // Forwarded headers decide the public address.
+    let r = within(
+        client()
+            .get(proxy.url("/v3/index.json"))
+            .header("X-Forwarded-Proto", "https")
+            .header("X-Forwarded-Host", "nuget.corp.example")
+            .send(),
+    )
+    .await
+    .unwrap();
+    let b = within(r.bytes()).await.unwrap();
+    let v: Value = serde_json::from_slice(&b).unwrap();
+    for r in v["resources"].as_array().unwrap() {
+        assert!(r["@id"].as_str().unwrap().starts_with("https://nuget.corp.example/v3/"));
+    }
+    assert_eq!(up.hits("/v3/index.json"), 1);
+}
+
+#[tokio::test]
+async fn registration_plain_and_gzip_hives_are_rewritten() {
+    let (up, proxy, _dir) = setup(&[]).await;
+    up.set("/v3/registration5-semver1/demo.pkg/index.json", Behavior::json(REG_INDEX));
+    let gz = gzip(REG_INDEX.replace("{base}", &up.base()).as_bytes());
+    up.set(
+        "/v3/registration5-gz-semver2/demo.pkg/index.json",
+        Behavior::Ok {
+            status: 200,
+            headers: vec![
+                ("Content-Type".into(), "application/json".into()),
+                ("Content-Encoding".into(), "gzip".into()),
+            ],
+            body: gz,
+        },
+    );
+    up.set(
+        "/v3/registration5-semver1/demo.pkg/page/2.0.0/3.0.0.json",
+        Behavior::json(r#"{"@id":"{base}/v3/registration5-semver1/demo.pkg/page/2.0.0/3.0.0.json","items":[]}"#),
+    );
+
+    for hive in ["registration5-semver1", "registration5-gz-semver2"] {
+        let url = proxy.url(&format!("/v3/registration/{hive}/Demo.Pkg/index.json"));
+        let r = within(client().get(&url).header("Accept-Encoding", "gzip").send()).await.unwrap();
+        assert_eq!(r.status(), 200, "{hive}");
+        let enc = r.headers().get("content-encoding").map(|v| v.to_str().unwrap().to_owned());
+        let b = within(r.bytes()).await.unwrap();
+        // The body must match its Content-Encoding.
+        let plain = match enc.as_deref() {
+            None | Some("identity") => b.to_vec(),
+            Some(other) => panic!("unexpected encoding {other}"),
+        };
+        assert_no_upstream(&plain, &up);
+        let v: Value = serde_json::from_slice(&plain).expect("valid JSON");
+        let content = v["items"][0]["items"][0]["packageContent"].as_str().unwrap();
+        assert_eq!(
+            content,
+            proxy.url("/v3/flatcontainer/demo.pkg/1.0.0/demo.pkg.1.0.0.nupkg"),
+            "{hive}"
+        );
+        assert_eq!(
+            v["items"][0]["items"][0]["catalogEntry"]["projectUrl"],
+            "https://github.com/example/demo",
+            "foreign URLs stay"
+        );
+    }
+    // A non-inlined page URL from the rewritten index works through feedcache.
+    let (_, _, b) = get(&proxy.url("/v3/registration/registration5-semver1/demo.pkg/index.json")).await;
+    let v: Value = serde_json::from_slice(&b).unwrap();
+    let page = v["items"][1]["@id"].as_str().unwrap().to_owned();
+    let (s, _, pb) = get(&page).await;
+    assert_eq!(s, 200, "{page}");
+    assert_no_upstream(&pb, &up);
+    // So does the catalog entry, through raw/.
+    let catalog = v["items"][0]["items"][0]["catalogEntry"]["@id"].as_str().unwrap().to_owned();
+    assert!(catalog.starts_with(&proxy.url("/v3/raw/0/")), "{catalog}");
+}
+
+#[tokio::test]
+async fn search_is_rewritten_and_cached_per_query() {
+    let (up, proxy, _dir) = setup(&[]).await;
+    up.set(
+        "/query",
+        Behavior::json(r#"{"totalHits":1,"data":[{"@id":"{base}/v3/registration5-semver1/demo.pkg/index.json","registration":"{base}/v3/registration5-semver1/demo.pkg/index.json","id":"Demo.Pkg"}]}"#),
+    );
+    let (s, _, b) = get(&proxy.url("/v3/search/query?q=demo&take=5")).await;
+    assert_eq!(s, 200);
+    assert_no_upstream(&b, &up);
+    let (_, h, _) = get(&proxy.url("/v3/search/query?q=demo&take=5")).await;
+    assert_eq!(h["x-cache"], "HIT");
+    let _ = get(&proxy.url("/v3/search/query?q=other")).await;
+    assert_eq!(up.hits("/query?q=demo&take=5"), 1);
+    assert_eq!(up.hits("/query?q=other"), 1);
+}
+
+#[tokio::test]
+async fn version_list_is_revalidated_after_ttl() {
+    let (up, proxy, _dir) = setup(&["--metadata-ttl", "1s"]).await;
+    let path = "/v3-flatcontainer/demo.pkg/index.json";
+    up.set(path, Behavior::json(r#"{"versions":["1.0.0"]}"#));
+    let url = proxy.url("/v3/flatcontainer/Demo.Pkg/index.json");
+    let (s, h, b) = get(&url).await;
+    assert_eq!((s, &h["x-cache"]), (200, &"MISS".parse::<reqwest::header::HeaderValue>().unwrap()));
+    assert_eq!(b, br#"{"versions":["1.0.0"]}"#);
+    let (_, h, _) = get(&url).await;
+    assert_eq!(h["x-cache"], "HIT");
+    assert_eq!(up.hits(path), 1);
+
+    // Let the 1 s TTL run out (this waits for time itself, not for another task).
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (_, h, b) = get(&url).await;
+    assert_eq!(h["x-cache"], "REVALIDATED");
+    assert_eq!(b, br#"{"versions":["1.0.0"]}"#);
+    assert_eq!(up.hits(path), 2);
+    assert!(up.last_if_none_match(path).is_some(), "revalidation sends If-None-Match");
+
+    // A changed document replaces the cached one after the next expiry.
+    up.set(path, Behavior::json(r#"{"versions":["1.0.0","2.0.0"]}"#));
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (_, h, b) = get(&url).await;
+    assert_eq!(h["x-cache"], "MISS");
+    assert_eq!(b, br#"{"versions":["1.0.0","2.0.0"]}"#);
+}
