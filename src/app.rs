@@ -82,7 +82,12 @@ impl App {
         }
     }
 
-    async fn v3(&self, feed: &FeedRef, res: &V3Route, query: Option<&str>) -> Result<Reply, AppError> {
+    async fn v3(
+        &self,
+        feed: &FeedRef,
+        res: &V3Route,
+        query: Option<&str>,
+    ) -> Result<Reply, AppError> {
         match res {
             V3Route::ServiceIndex => {
                 let (idx, meta, cache) = self.feed_index(feed).await?;
@@ -101,13 +106,16 @@ impl App {
                 let url = join(flat_base(&idx)?, &format!("{id}/index.json"))?;
                 self.meta_reply(&key, &url, &Transform::None).await
             }
-            V3Route::FlatFile { id, version, file } => self.flat_file(feed, id, version, *file).await,
+            V3Route::FlatFile { id, version, file } => {
+                self.flat_file(feed, id, version, *file).await
+            }
             V3Route::Registration { tag, id, rest } => {
                 let (idx, _, _) = self.feed_index(feed).await?;
                 let base = idx.registration(tag).ok_or(AppError::NotFound)?;
                 let url = join(base, &format!("{id}/{rest}"))?;
                 let key = CacheKey::hashed(feed, "reg", tag, Some(id), rest);
-                self.meta_reply(&key, &url, &Transform::Rewrite(idx.rewriter.clone())).await
+                self.meta_reply(&key, &url, &Transform::Rewrite(idx.rewriter.clone()))
+                    .await
             }
             V3Route::Search { tag } | V3Route::Autocomplete { tag } => {
                 let (idx, _, _) = self.feed_index(feed).await?;
@@ -118,7 +126,8 @@ impl App {
                 let mut url = base.ok_or(AppError::NotFound)?.clone();
                 url.set_query(query);
                 let key = CacheKey::hashed(feed, class, tag, None, query.unwrap_or(""));
-                self.meta_reply(&key, &url, &Transform::Rewrite(idx.rewriter.clone())).await
+                self.meta_reply(&key, &url, &Transform::Rewrite(idx.rewriter.clone()))
+                    .await
             }
             V3Route::Raw { origin, path } => {
                 let (idx, _, _) = self.feed_index(feed).await?;
@@ -128,12 +137,19 @@ impl App {
                 url.set_query(query);
                 let detail = format!("{path}?{}", query.unwrap_or(""));
                 let key = CacheKey::hashed(feed, "raw", &origin.to_string(), None, &detail);
-                self.meta_reply(&key, &url, &Transform::Rewrite(idx.rewriter.clone())).await
+                self.meta_reply(&key, &url, &Transform::Rewrite(idx.rewriter.clone()))
+                    .await
             }
         }
     }
 
-    async fn flat_file(&self, feed: &FeedRef, id: &str, version: &str, file: FlatFile) -> Result<Reply, AppError> {
+    async fn flat_file(
+        &self,
+        feed: &FeedRef,
+        id: &str,
+        version: &str,
+        file: FlatFile,
+    ) -> Result<Reply, AppError> {
         let key = CacheKey::flat_file(feed, id, version, file);
         // Package content never expires: a cached copy is served without even
         // looking at the service index, so a hit needs no upstream at all.
@@ -157,7 +173,12 @@ impl App {
         fill_reply(fill.reader(), "MISS").await
     }
 
-    async fn meta_reply(&self, key: &CacheKey, url: &Url, t: &Transform) -> Result<Reply, AppError> {
+    async fn meta_reply(
+        &self,
+        key: &CacheKey,
+        url: &Url,
+        t: &Transform,
+    ) -> Result<Reply, AppError> {
         let (entry, outcome) = self.metadata.get(key, url, t).await?;
         Ok(Reply {
             meta: entry.meta.clone(),
@@ -167,7 +188,10 @@ impl App {
     }
 
     /// The feed's parsed service index (fresh per the metadata TTL).
-    pub async fn feed_index(&self, feed: &FeedRef) -> Result<(Arc<FeedIndex>, Arc<Meta>, &'static str), AppError> {
+    pub async fn feed_index(
+        &self,
+        feed: &FeedRef,
+    ) -> Result<(Arc<FeedIndex>, Arc<Meta>, &'static str), AppError> {
         let url = self.service_index_url(feed)?;
         let key = CacheKey::service_index(feed);
         let (entry, outcome) = self.metadata.get(&key, &url, &Transform::None).await?;
@@ -180,7 +204,8 @@ impl App {
                 }
             }
         }
-        let idx = Arc::new(FeedIndex::build(feed, &url, &entry.body).map_err(AppError::BadUpstream)?);
+        let idx =
+            Arc::new(FeedIndex::build(feed, &url, &entry.body).map_err(AppError::BadUpstream)?);
         self.feeds
             .lock()
             .unwrap_or_else(|p| p.into_inner())

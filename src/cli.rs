@@ -75,7 +75,11 @@ mod tests {
     fn flags_override_file() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("c.toml");
-        std::fs::write(&f, "listen = \"127.0.0.1:7000\"\n[cache]\ndir = \"/var/x\"\n").unwrap();
+        std::fs::write(
+            &f,
+            "listen = \"127.0.0.1:7000\"\n[cache]\ndir = \"/var/x\"\n",
+        )
+        .unwrap();
         let cli = Cli::parse_from([
             "feedcache",
             "-c",
@@ -88,7 +92,10 @@ mod tests {
         let c = cli.load_config().unwrap();
         assert_eq!(c.listen, "127.0.0.1:0");
         assert_eq!(c.cache.dir, PathBuf::from("/var/x"));
-        assert_eq!(c.nuget.service_index.as_str(), "http://127.0.0.1:9/v3/index.json");
+        assert_eq!(
+            c.nuget.service_index.as_str(),
+            "http://127.0.0.1:9/v3/index.json"
+        );
     }
 
     #[test]

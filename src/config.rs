@@ -18,7 +18,10 @@ pub enum ConfigError {
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("invalid setting `{field}`: {message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> ConfigError {
@@ -163,8 +166,7 @@ impl Config {
                 return Err(invalid("public_url", "must not have a query or fragment"));
             }
         }
-        check_http_url(&self.nuget.service_index)
-            .map_err(|m| invalid("nuget.service_index", m))?;
+        check_http_url(&self.nuget.service_index).map_err(|m| invalid("nuget.service_index", m))?;
         if self.cache.dir.as_os_str().is_empty() {
             return Err(invalid("cache.dir", "must not be empty"));
         }
@@ -172,7 +174,10 @@ impl Config {
             return Err(invalid("cache.memory_size", "must be greater than zero"));
         }
         if self.cache.memory_max_entry.as_u64() == 0 {
-            return Err(invalid("cache.memory_max_entry", "must be greater than zero"));
+            return Err(invalid(
+                "cache.memory_max_entry",
+                "must be greater than zero",
+            ));
         }
         if self.cache.memory_max_entry > self.cache.memory_size {
             return Err(invalid(
@@ -181,16 +186,25 @@ impl Config {
             ));
         }
         if self.cache.max_metadata_size.as_u64() == 0 {
-            return Err(invalid("cache.max_metadata_size", "must be greater than zero"));
+            return Err(invalid(
+                "cache.max_metadata_size",
+                "must be greater than zero",
+            ));
         }
         if self.cache.metadata_ttl.is_zero() {
             return Err(invalid("cache.metadata_ttl", "must be greater than zero"));
         }
         if self.upstream.connect_timeout.is_zero() {
-            return Err(invalid("upstream.connect_timeout", "must be greater than zero"));
+            return Err(invalid(
+                "upstream.connect_timeout",
+                "must be greater than zero",
+            ));
         }
         if self.upstream.read_timeout.is_zero() {
-            return Err(invalid("upstream.read_timeout", "must be greater than zero"));
+            return Err(invalid(
+                "upstream.read_timeout",
+                "must be greater than zero",
+            ));
         }
         if let Some(ca) = &self.upstream.ca_file {
             if !ca.is_file() {

@@ -72,7 +72,14 @@ mod tests {
             (AppError::NotFound, 404),
             (UpstreamError::Timeout("u".into()).into(), 504),
             (UpstreamError::Connect("u".into()).into(), 502),
-            (UpstreamError::Truncated { expected: 2, got: 1 }.into(), 502),
+            (
+                UpstreamError::Truncated {
+                    expected: 2,
+                    got: 1,
+                }
+                .into(),
+                502,
+            ),
             (AppError::BadUpstream("x".into()), 502),
             (AppError::RangeNotSatisfiable(3), 416),
         ];
@@ -83,7 +90,9 @@ mod tests {
 
     #[test]
     fn client_messages_hide_details() {
-        let e = AppError::from(UpstreamError::Connect("https://secret.internal:8443".into()));
+        let e = AppError::from(UpstreamError::Connect(
+            "https://secret.internal:8443".into(),
+        ));
         assert!(!e.client_message().contains("secret"));
     }
 }

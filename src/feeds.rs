@@ -239,12 +239,25 @@ mod tests {
     #[test]
     fn resources_are_named_and_mapped() {
         let idx = build();
-        assert_eq!(idx.flat.as_ref().unwrap().as_str(), "https://api.nuget.org/v3-flatcontainer/");
+        assert_eq!(
+            idx.flat.as_ref().unwrap().as_str(),
+            "https://api.nuget.org/v3-flatcontainer/"
+        );
         let tags: Vec<&str> = idx.registrations.iter().map(|(t, _)| t.as_str()).collect();
-        assert_eq!(tags, ["registration5-semver1", "registration5-gz-semver1", "registration5-gz-semver2"]);
+        assert_eq!(
+            tags,
+            [
+                "registration5-semver1",
+                "registration5-gz-semver1",
+                "registration5-gz-semver2"
+            ]
+        );
         let s: Vec<&str> = idx.searches.iter().map(|(t, _)| t.as_str()).collect();
         assert_eq!(s, ["query", "query-2"]);
-        assert_eq!(idx.autocomplete("autocomplete").unwrap().host_str(), Some("azuresearch-usnc.nuget.org"));
+        assert_eq!(
+            idx.autocomplete("autocomplete").unwrap().host_str(),
+            Some("azuresearch-usnc.nuget.org")
+        );
     }
 
     #[test]
@@ -256,7 +269,9 @@ mod tests {
         }
         assert!(!t.contains("PackagePublish"), "{t}");
         assert!(!t.contains("Catalog/3.0.0"), "{t}");
-        assert!(t.contains(&format!("{MARKER}/v3/registration/registration5-gz-semver2/")));
+        assert!(t.contains(&format!(
+            "{MARKER}/v3/registration/registration5-gz-semver2/"
+        )));
         assert!(t.contains(&format!("{MARKER}/v3/search/query-2")));
         let v: Value = serde_json::from_str(&t).unwrap();
         assert_eq!(v["resources"].as_array().unwrap().len(), 8);
@@ -265,11 +280,20 @@ mod tests {
     #[test]
     fn unknown_urls_on_upstream_hosts_go_through_raw() {
         let idx = build();
-        let m = idx.rewriter.map("https://api.nuget.org/v3/catalog0/data/x.json").unwrap();
+        let m = idx
+            .rewriter
+            .map("https://api.nuget.org/v3/catalog0/data/x.json")
+            .unwrap();
         assert_eq!(m, format!("{MARKER}/v3/raw/0/v3/catalog0/data/x.json"));
-        let www = idx.origins.iter().position(|o| o == "https://www.nuget.org").unwrap();
+        let www = idx
+            .origins
+            .iter()
+            .position(|o| o == "https://www.nuget.org")
+            .unwrap();
         assert_eq!(
-            idx.rewriter.map("https://www.nuget.org/packages/x").unwrap(),
+            idx.rewriter
+                .map("https://www.nuget.org/packages/x")
+                .unwrap(),
             format!("{MARKER}/v3/raw/{www}/packages/x")
         );
     }
@@ -278,9 +302,13 @@ mod tests {
     fn proget_feed_prefix() {
         let url = Url::parse("http://proget.local/nuget/internal/v3/index.json").unwrap();
         let body = r#"{"version":"3.0.0","resources":[{"@id":"http://proget.local/nuget/internal/v3/flatcontainer/","@type":"PackageBaseAddress/3.0.0"}]}"#;
-        let idx = FeedIndex::build(&FeedRef::ProGet("internal".into()), &url, body.as_bytes()).unwrap();
+        let idx =
+            FeedIndex::build(&FeedRef::ProGet("internal".into()), &url, body.as_bytes()).unwrap();
         let t = String::from_utf8(idx.template.to_vec()).unwrap();
-        assert!(t.contains(&format!("{MARKER}/nuget/internal/v3/flatcontainer/")), "{t}");
+        assert!(
+            t.contains(&format!("{MARKER}/nuget/internal/v3/flatcontainer/")),
+            "{t}"
+        );
     }
 
     #[test]

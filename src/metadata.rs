@@ -78,7 +78,10 @@ impl MetadataStore {
             Some(Found::Disk(d)) => {
                 let len = usize::try_from(d.len).unwrap_or(usize::MAX);
                 let body = crate::cache::read_at(d.file.clone(), d.offset, len).await?;
-                Some(Arc::new(MemEntry { meta: d.meta.clone(), body }))
+                Some(Arc::new(MemEntry {
+                    meta: d.meta.clone(),
+                    body,
+                }))
             }
             None => None,
         };
@@ -119,7 +122,9 @@ impl MetadataStore {
         transform: &Transform,
         cached: Option<Arc<MemEntry>>,
     ) -> Result<(Arc<MemEntry>, Outcome), AppError> {
-        let validator = cached.as_ref().and_then(|c| c.meta.upstream_etag.as_deref());
+        let validator = cached
+            .as_ref()
+            .and_then(|c| c.meta.upstream_etag.as_deref());
         let req = Request {
             if_none_match: validator,
             accept_gzip: true,
@@ -142,7 +147,11 @@ impl MetadataStore {
             return Err(AppError::NotFound);
         }
         if status != 200 {
-            return Err(UpstreamError::Status { host: host_of(url), status }.into());
+            return Err(UpstreamError::Status {
+                host: host_of(url),
+                status,
+            }
+            .into());
         }
         let header = |n: http::header::HeaderName| {
             resp.headers()
@@ -152,16 +161,18 @@ impl MetadataStore {
         };
         let upstream_etag = header(http::header::ETAG);
         let last_modified = header(http::header::LAST_MODIFIED);
-        let content_type = header(http::header::CONTENT_TYPE).unwrap_or_else(|| "application/json".into());
-        let gzip = header(http::header::CONTENT_ENCODING).is_some_and(|e| e.eq_ignore_ascii_case("gzip"));
+        let content_type =
+            header(http::header::CONTENT_TYPE).unwrap_or_else(|| "application/json".into());
+        let gzip =
+            header(http::header::CONTENT_ENCODING).is_some_and(|e| e.eq_ignore_ascii_case("gzip"));
         let raw = self.read_limited(url, resp).await?;
         let body = if gzip { self.gunzip(&raw)? } else { raw };
 
         let (body, templated) = match transform {
             Transform::Rewrite(rw) if looks_like_json(&content_type, &body) => {
-                let out = rw
-                    .rewrite_json(&body)
-                    .map_err(|e| AppError::BadUpstream(format!("invalid JSON from {}: {e}", host_of(url))))?;
+                let out = rw.rewrite_json(&body).map_err(|e| {
+                    AppError::BadUpstream(format!("invalid JSON from {}: {e}", host_of(url)))
+                })?;
                 (Bytes::from(out), true)
             }
             _ => (body, false),

@@ -29,7 +29,8 @@ impl Rewriter {
     /// The rewritten URL when `s` starts with a known upstream prefix.
     pub fn map(&self, s: &str) -> Option<String> {
         self.rules.iter().find_map(|(from, to)| {
-            s.strip_prefix(from.as_str()).map(|rest| format!("{to}{rest}"))
+            s.strip_prefix(from.as_str())
+                .map(|rest| format!("{to}{rest}"))
         })
     }
 
@@ -122,17 +123,32 @@ mod tests {
     fn rw() -> Rewriter {
         Rewriter::new(vec![
             ("https://up.example/".into(), format!("{MARKER}/v3/raw/0/")),
-            ("https://up.example/flat/".into(), format!("{MARKER}/v3/flatcontainer/")),
-            ("https://up.example/reg/".into(), format!("{MARKER}/v3/registration/reg/")),
+            (
+                "https://up.example/flat/".into(),
+                format!("{MARKER}/v3/flatcontainer/"),
+            ),
+            (
+                "https://up.example/reg/".into(),
+                format!("{MARKER}/v3/registration/reg/"),
+            ),
         ])
     }
 
     #[test]
     fn longest_prefix_wins() {
         let table = [
-            ("https://up.example/flat/a/1.0.0/a.1.0.0.nupkg", Some("/v3/flatcontainer/a/1.0.0/a.1.0.0.nupkg")),
-            ("https://up.example/reg/a/index.json", Some("/v3/registration/reg/a/index.json")),
-            ("https://up.example/catalog/x.json", Some("/v3/raw/0/catalog/x.json")),
+            (
+                "https://up.example/flat/a/1.0.0/a.1.0.0.nupkg",
+                Some("/v3/flatcontainer/a/1.0.0/a.1.0.0.nupkg"),
+            ),
+            (
+                "https://up.example/reg/a/index.json",
+                Some("/v3/registration/reg/a/index.json"),
+            ),
+            (
+                "https://up.example/catalog/x.json",
+                Some("/v3/raw/0/catalog/x.json"),
+            ),
             ("https://elsewhere.example/flat/", None),
             ("see https://up.example/flat/", None),
         ];
@@ -155,7 +171,10 @@ mod tests {
     #[test]
     fn render_substitutes_every_marker() {
         let t = Bytes::from(format!("[\"{MARKER}/a\",\"{MARKER}/b\"]"));
-        assert_eq!(&render(&t, "http://h:1")[..], b"[\"http://h:1/a\",\"http://h:1/b\"]");
+        assert_eq!(
+            &render(&t, "http://h:1")[..],
+            b"[\"http://h:1/a\",\"http://h:1/b\"]"
+        );
         let plain = Bytes::from_static(b"{}");
         assert_eq!(render(&plain, "http://h"), plain);
     }
@@ -164,12 +183,36 @@ mod tests {
     fn public_base_sources() {
         let fb = "127.0.0.1:5000";
         let table = [
-            (Some("https://c.example/sub/"), None, None, Some("h"), "https://c.example/sub"),
-            (None, Some("https"), Some("proxy.example"), Some("h"), "https://proxy.example"),
-            (None, Some("HTTPS, http"), None, Some("h:8080"), "https://h:8080"),
+            (
+                Some("https://c.example/sub/"),
+                None,
+                None,
+                Some("h"),
+                "https://c.example/sub",
+            ),
+            (
+                None,
+                Some("https"),
+                Some("proxy.example"),
+                Some("h"),
+                "https://proxy.example",
+            ),
+            (
+                None,
+                Some("HTTPS, http"),
+                None,
+                Some("h:8080"),
+                "https://h:8080",
+            ),
             (None, None, None, Some("h:8080"), "http://h:8080"),
             (None, None, None, None, "http://127.0.0.1:5000"),
-            (None, Some("gopher"), Some("\"><x"), Some("ok.example"), "http://ok.example"),
+            (
+                None,
+                Some("gopher"),
+                Some("\"><x"),
+                Some("ok.example"),
+                "http://ok.example",
+            ),
             (None, None, None, Some("a\"b"), "http://127.0.0.1:5000"),
         ];
         for (conf, proto, fhost, host, want) in table {

@@ -48,7 +48,11 @@ pub enum V3Route {
         file: FlatFile,
     },
     /// `registration/{tag}/{id}/{rest}`: `rest` is lowercased and safe to append.
-    Registration { tag: String, id: String, rest: String },
+    Registration {
+        tag: String,
+        id: String,
+        rest: String,
+    },
     /// `search/{tag}` (query string passed through)
     Search { tag: String },
     /// `autocomplete/{tag}`
@@ -162,8 +166,9 @@ fn id_of(s: &str) -> Result<String, RouteError> {
 fn tag_of(s: &str) -> Result<String, RouteError> {
     let ok = !s.is_empty()
         && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.' | b'_'));
+        && s.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.' | b'_')
+        });
     if ok {
         Ok(s.to_owned())
     } else {
@@ -178,8 +183,9 @@ fn safe_rest(segs: &[&str]) -> Result<String, RouteError> {
         let ok = !s.is_empty()
             && *s != "."
             && *s != ".."
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'+' | b'~'));
+            && s.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'+' | b'~')
+            });
         if !ok {
             return Err(bad("invalid path segment"));
         }
@@ -191,7 +197,9 @@ fn safe_rest(segs: &[&str]) -> Result<String, RouteError> {
 /// slash) is dropped. Segments that decode to invalid UTF-8, or that contain
 /// separators or control characters once decoded, are rejected.
 fn decode_segments(path: &str) -> Result<Vec<String>, RouteError> {
-    let rest = path.strip_prefix('/').ok_or_else(|| bad("path must start with /"))?;
+    let rest = path
+        .strip_prefix('/')
+        .ok_or_else(|| bad("path must start with /"))?;
     let mut out = Vec::new();
     let parts: Vec<&str> = rest.split('/').collect();
     let n = parts.len();
@@ -243,7 +251,9 @@ mod tests {
             (
                 "/v3/flatcontainer/Newtonsoft.Json/index.json",
                 None,
-                v3(V3Route::FlatIndex { id: "newtonsoft.json".into() }),
+                v3(V3Route::FlatIndex {
+                    id: "newtonsoft.json".into(),
+                }),
             ),
             (
                 "/v3/flatcontainer/newtonsoft.json/13.0.1/newtonsoft.json.13.0.1.nupkg",
@@ -255,56 +265,146 @@ mod tests {
                 None,
                 nupkg("newtonsoft.json", "13.0.1"),
             ),
-            ("/v3/flatcontainer/foo/1.0/foo.1.0.nupkg", None, nupkg("foo", "1.0.0")),
-            ("/v3/flatcontainer/foo/1.0/foo.1.0.0.0.nupkg", None, nupkg("foo", "1.0.0")),
-            ("/v3/flatcontainer/foo/1.0.0-Beta/FOO.1.0.0-BETA.nupkg", None, nupkg("foo", "1.0.0-beta")),
-            ("/v3/flatcontainer/foo/1.0.0%2Bmeta/foo.1.0.0.nupkg", None, nupkg("foo", "1.0.0")),
-            ("/v3/flatcontainer/foo/1.0.0/bar.1.0.0.nupkg", None, nf.clone()),
-            ("/v3/flatcontainer/foo/1.0.0/foo.2.0.0.nupkg", None, nf.clone()),
+            (
+                "/v3/flatcontainer/foo/1.0/foo.1.0.nupkg",
+                None,
+                nupkg("foo", "1.0.0"),
+            ),
+            (
+                "/v3/flatcontainer/foo/1.0/foo.1.0.0.0.nupkg",
+                None,
+                nupkg("foo", "1.0.0"),
+            ),
+            (
+                "/v3/flatcontainer/foo/1.0.0-Beta/FOO.1.0.0-BETA.nupkg",
+                None,
+                nupkg("foo", "1.0.0-beta"),
+            ),
+            (
+                "/v3/flatcontainer/foo/1.0.0%2Bmeta/foo.1.0.0.nupkg",
+                None,
+                nupkg("foo", "1.0.0"),
+            ),
+            (
+                "/v3/flatcontainer/foo/1.0.0/bar.1.0.0.nupkg",
+                None,
+                nf.clone(),
+            ),
+            (
+                "/v3/flatcontainer/foo/1.0.0/foo.2.0.0.nupkg",
+                None,
+                nf.clone(),
+            ),
             (
                 "/v3/flatcontainer/Foo/1.0/foo.nuspec",
                 None,
-                v3(V3Route::FlatFile { id: "foo".into(), version: "1.0.0".into(), file: FlatFile::Nuspec }),
+                v3(V3Route::FlatFile {
+                    id: "foo".into(),
+                    version: "1.0.0".into(),
+                    file: FlatFile::Nuspec,
+                }),
             ),
             (
                 "/v3/flatcontainer/foo/1.0.0/icon",
                 None,
-                v3(V3Route::FlatFile { id: "foo".into(), version: "1.0.0".into(), file: FlatFile::Icon }),
+                v3(V3Route::FlatFile {
+                    id: "foo".into(),
+                    version: "1.0.0".into(),
+                    file: FlatFile::Icon,
+                }),
             ),
             ("/v3/flatcontainer/foo/1.0.0/other.txt", None, nf.clone()),
-            ("/v3/flatcontainer/foo/not-a-version/foo.nuspec", None, Err(bad("version part is not a number"))),
-            ("/v3/flatcontainer/..%2Fetc/index.json", None, Err(bad("invalid path segment"))),
-            ("/v3/flatcontainer/../index.json", None, Err(bad("package id has invalid characters"))),
-            ("/v3/flatcontainer/a%FFb/index.json", None, Err(bad("path is not valid UTF-8"))),
+            (
+                "/v3/flatcontainer/foo/not-a-version/foo.nuspec",
+                None,
+                Err(bad("version part is not a number")),
+            ),
+            (
+                "/v3/flatcontainer/..%2Fetc/index.json",
+                None,
+                Err(bad("invalid path segment")),
+            ),
+            (
+                "/v3/flatcontainer/../index.json",
+                None,
+                Err(bad("package id has invalid characters")),
+            ),
+            (
+                "/v3/flatcontainer/a%FFb/index.json",
+                None,
+                Err(bad("path is not valid UTF-8")),
+            ),
             (
                 "/v3/registration/semver2/Foo/index.json",
                 None,
-                v3(V3Route::Registration { tag: "semver2".into(), id: "foo".into(), rest: "index.json".into() }),
+                v3(V3Route::Registration {
+                    tag: "semver2".into(),
+                    id: "foo".into(),
+                    rest: "index.json".into(),
+                }),
             ),
             (
                 "/v3/registration/semver2/foo/page/1.0.0/2.0.0.json",
                 None,
-                v3(V3Route::Registration { tag: "semver2".into(), id: "foo".into(), rest: "page/1.0.0/2.0.0.json".into() }),
+                v3(V3Route::Registration {
+                    tag: "semver2".into(),
+                    id: "foo".into(),
+                    rest: "page/1.0.0/2.0.0.json".into(),
+                }),
             ),
-            ("/v3/registration/semver2/foo/../x", None, Err(bad("invalid path segment"))),
+            (
+                "/v3/registration/semver2/foo/../x",
+                None,
+                Err(bad("invalid path segment")),
+            ),
             ("/v3/registration/semver2/foo", None, nf.clone()),
-            ("/v3/search/query", Some("q=json&take=5"), v3(V3Route::Search { tag: "query".into() })),
-            ("/v3/autocomplete/autocomplete", None, v3(V3Route::Autocomplete { tag: "autocomplete".into() })),
+            (
+                "/v3/search/query",
+                Some("q=json&take=5"),
+                v3(V3Route::Search {
+                    tag: "query".into(),
+                }),
+            ),
+            (
+                "/v3/autocomplete/autocomplete",
+                None,
+                v3(V3Route::Autocomplete {
+                    tag: "autocomplete".into(),
+                }),
+            ),
             ("/v3/search/UPPER", None, nf.clone()),
-            ("/v3/raw/0/v3/catalog0/index.json", None, v3(V3Route::Raw { origin: 0, path: "v3/catalog0/index.json".into() })),
+            (
+                "/v3/raw/0/v3/catalog0/index.json",
+                None,
+                v3(V3Route::Raw {
+                    origin: 0,
+                    path: "v3/catalog0/index.json".into(),
+                }),
+            ),
             ("/v3/raw/x/y", None, nf.clone()),
             (
                 "/nuget/Internal/v3/index.json",
                 None,
-                Ok(Route::V3 { feed: FeedRef::ProGet("internal".into()), res: V3Route::ServiceIndex }),
+                Ok(Route::V3 {
+                    feed: FeedRef::ProGet("internal".into()),
+                    res: V3Route::ServiceIndex,
+                }),
             ),
-            ("/nuget/.x/v3/index.json", None, Err(bad("invalid feed name"))),
+            (
+                "/nuget/.x/v3/index.json",
+                None,
+                Err(bad("invalid feed name")),
+            ),
             ("/", None, nf.clone()),
             ("/v3", None, nf.clone()),
             ("//v3/index.json", None, nf.clone()),
             ("/v3//index.json", None, nf.clone()),
             ("v3/index.json", None, Err(bad("path must start with /"))),
-            ("/v3/search/query", Some("q=a b"), Err(bad("malformed query string"))),
+            (
+                "/v3/search/query",
+                Some("q=a b"),
+                Err(bad("malformed query string")),
+            ),
         ];
         for (path, query, want) in table {
             assert_eq!(route(&Method::GET, path, query), want, "{path} {query:?}");
@@ -313,12 +413,24 @@ mod tests {
 
     #[test]
     fn methods_and_limits() {
-        assert_eq!(route(&Method::HEAD, "/v3/index.json", None), v3(V3Route::ServiceIndex));
-        assert_eq!(route(&Method::POST, "/v3/index.json", None), Err(RouteError::MethodNotAllowed));
-        assert_eq!(route(&Method::DELETE, "/nope", None), Err(RouteError::NotFound));
+        assert_eq!(
+            route(&Method::HEAD, "/v3/index.json", None),
+            v3(V3Route::ServiceIndex)
+        );
+        assert_eq!(
+            route(&Method::POST, "/v3/index.json", None),
+            Err(RouteError::MethodNotAllowed)
+        );
+        assert_eq!(
+            route(&Method::DELETE, "/nope", None),
+            Err(RouteError::NotFound)
+        );
         let long = format!("/v3/flatcontainer/{}/index.json", "a".repeat(MAX_URL_LEN));
         assert_eq!(route(&Method::GET, &long, None), Err(RouteError::TooLong));
         let long_id = format!("/v3/flatcontainer/{}/index.json", "a".repeat(101));
-        assert!(matches!(route(&Method::GET, &long_id, None), Err(RouteError::BadRequest(_))));
+        assert!(matches!(
+            route(&Method::GET, &long_id, None),
+            Err(RouteError::BadRequest(_))
+        ));
     }
 }

@@ -56,7 +56,8 @@ impl Upstream {
             let certs = CertificateDer::pem_file_iter(path)
                 .map_err(|e| UpstreamError::Tls(format!("{}: {e}", path.display())))?;
             for cert in certs {
-                let cert = cert.map_err(|e| UpstreamError::Tls(format!("{}: {e}", path.display())))?;
+                let cert =
+                    cert.map_err(|e| UpstreamError::Tls(format!("{}: {e}", path.display())))?;
                 roots
                     .add(cert)
                     .map_err(|e| UpstreamError::Tls(format!("{}: {e}", path.display())))?;
@@ -84,7 +85,11 @@ impl Upstream {
     }
 
     /// Sends one GET; any status is returned to the caller to interpret.
-    pub async fn get(&self, url: &Url, req: &Request<'_>) -> Result<reqwest::Response, UpstreamError> {
+    pub async fn get(
+        &self,
+        url: &Url,
+        req: &Request<'_>,
+    ) -> Result<reqwest::Response, UpstreamError> {
         let mut b = self.client.get(url.clone());
         if let Some(tag) = req.if_none_match {
             b = b.header(http::header::IF_NONE_MATCH, tag);

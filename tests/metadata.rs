@@ -33,7 +33,10 @@ async fn setup(extra: &[&str]) -> (FakeUpstream, Proxy, tempfile::TempDir) {
 
 fn assert_no_upstream(body: &[u8], up: &FakeUpstream) {
     let s = String::from_utf8_lossy(body);
-    assert!(!s.contains(&up.addr.to_string()), "upstream address leaked: {s}");
+    assert!(
+        !s.contains(&up.addr.to_string()),
+        "upstream address leaked: {s}"
+    );
 }
 
 #[tokio::test]
@@ -47,8 +50,18 @@ async fn service_index_points_everything_at_feedcache() {
     let v: Value = serde_json::from_slice(&b).unwrap();
     let res = v["resources"].as_array().unwrap();
     let types: Vec<&str> = res.iter().map(|r| r["@type"].as_str().unwrap()).collect();
-    assert!(!types.iter().any(|t| t.starts_with("PackagePublish") || t.starts_with("Catalog")));
-    assert_eq!(res.len(), 6, "{types:?}");
+    assert!(!types
+        .iter()
+        .any(|t| t.starts_with("PackagePublish") || t.starts_with("Catalog")));
+    let versioned = res
+        .iter()
+        .find(|r| r["@type"] == "RegistrationsBaseUrl/Versioned")
+        .unwrap();
+    assert_eq!(
+        versioned["clientVersion"], "4.3.0-alpha",
+        "other properties are kept"
+    );
+    assert_eq!(res.len(), 10, "{types:?}");
     for r in res {
         let id = r["@id"].as_str().unwrap();
         assert!(id.starts_with(&format!("{}/v3/", proxy.base)), "{id}");
@@ -66,7 +79,10 @@ async fn service_index_points_everything_at_feedcache() {
     let b = within(r.bytes()).await.unwrap();
     let v: Value = serde_json::from_slice(&b).unwrap();
     for r in v["resources"].as_array().unwrap() {
-        assert!(r["@id"].as_str().unwrap().starts_with("https://nuget.corp.example/v3/"));
+        assert!(r["@id"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://nuget.corp.example/v3/"));
     }
     assert_eq!(up.hits("/v3/index.json"), 1);
 }
@@ -74,7 +90,10 @@ async fn service_index_points_everything_at_feedcache() {
 #[tokio::test]
 async fn registration_plain_and_gzip_hives_are_rewritten() {
     let (up, proxy, _dir) = setup(&[]).await;
-    up.set("/v3/registration5-semver1/demo.pkg/index.json", Behavior::json(REG_INDEX));
+    up.set(
+        "/v3/registration5-semver1/demo.pkg/index.json",
+        Behavior::json(REG_INDEX),
+    );
     let gz = gzip(REG_INDEX.replace("{base}", &up.base()).as_bytes());
     up.set(
         "/v3/registration5-gz-semver2/demo.pkg/index.json",
@@ -94,9 +113,14 @@ async fn registration_plain_and_gzip_hives_are_rewritten() {
 
     for hive in ["registration5-semver1", "registration5-gz-semver2"] {
         let url = proxy.url(&format!("/v3/registration/{hive}/Demo.Pkg/index.json"));
-        let r = within(client().get(&url).header("Accept-Encoding", "gzip").send()).await.unwrap();
+        let r = within(client().get(&url).header("Accept-Encoding", "gzip").send())
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200, "{hive}");
-        let enc = r.headers().get("content-encoding").map(|v| v.to_str().unwrap().to_owned());
+        let enc = r
+            .headers()
+            .get("content-encoding")
+            .map(|v| v.to_str().unwrap().to_owned());
         let b = within(r.bytes()).await.unwrap();
         // The body must match its Content-Encoding.
         let plain = match enc.as_deref() {
@@ -105,7 +129,9 @@ async fn registration_plain_and_gzip_hives_are_rewritten() {
         };
         assert_no_upstream(&plain, &up);
         let v: Value = serde_json::from_slice(&plain).expect("valid JSON");
-        let content = v["items"][0]["items"][0]["packageContent"].as_str().unwrap();
+        let content = v["items"][0]["items"][0]["packageContent"]
+            .as_str()
+            .unwrap();
         assert_eq!(
             content,
             proxy.url("/v3/flatcontainer/demo.pkg/1.0.0/demo.pkg.1.0.0.nupkg"),
@@ -118,14 +144,18 @@ async fn registration_plain_and_gzip_hives_are_rewritten() {
         );
     }
     // A non-inlined page URL from the rewritten index works through feedcache.
-    let (_, _, b) = get(&proxy.url("/v3/registration/registration5-semver1/demo.pkg/index.json")).await;
+    let (_, _, b) =
+        get(&proxy.url("/v3/registration/registration5-semver1/demo.pkg/index.json")).await;
     let v: Value = serde_json::from_slice(&b).unwrap();
     let page = v["items"][1]["@id"].as_str().unwrap().to_owned();
     let (s, _, pb) = get(&page).await;
     assert_eq!(s, 200, "{page}");
     assert_no_upstream(&pb, &up);
     // So does the catalog entry, through raw/.
-    let catalog = v["items"][0]["items"][0]["catalogEntry"]["@id"].as_str().unwrap().to_owned();
+    let catalog = v["items"][0]["items"][0]["catalogEntry"]["@id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(catalog.starts_with(&proxy.url("/v3/raw/0/")), "{catalog}");
 }
 
@@ -153,7 +183,13 @@ async fn version_list_is_revalidated_after_ttl() {
     up.set(path, Behavior::json(r#"{"versions":["1.0.0"]}"#));
     let url = proxy.url("/v3/flatcontainer/Demo.Pkg/index.json");
     let (s, h, b) = get(&url).await;
-    assert_eq!((s, &h["x-cache"]), (200, &"MISS".parse::<reqwest::header::HeaderValue>().unwrap()));
+    assert_eq!(
+        (s, &h["x-cache"]),
+        (
+            200,
+            &"MISS".parse::<reqwest::header::HeaderValue>().unwrap()
+        )
+    );
     assert_eq!(b, br#"{"versions":["1.0.0"]}"#);
     let (_, h, _) = get(&url).await;
     assert_eq!(h["x-cache"], "HIT");
@@ -165,7 +201,10 @@ async fn version_list_is_revalidated_after_ttl() {
     assert_eq!(h["x-cache"], "REVALIDATED");
     assert_eq!(b, br#"{"versions":["1.0.0"]}"#);
     assert_eq!(up.hits(path), 2);
-    assert!(up.last_if_none_match(path).is_some(), "revalidation sends If-None-Match");
+    assert!(
+        up.last_if_none_match(path).is_some(),
+        "revalidation sends If-None-Match"
+    );
 
     // A changed document replaces the cached one after the next expiry.
     up.set(path, Behavior::json(r#"{"versions":["1.0.0","2.0.0"]}"#));

@@ -11,9 +11,18 @@ async fn restarted_proxy_serves_from_disk_without_upstream() {
     up.serve_nuget_index();
     let small = blob(5_000, 4);
     let large = blob(6 << 20, 5); // above memory_max_entry: disk-only
-    up.set("/v3-flatcontainer/a/1.0.0/a.1.0.0.nupkg", Behavior::bytes(small.clone()));
-    up.set("/v3-flatcontainer/b/2.0.0/b.2.0.0.nupkg", Behavior::bytes(large.clone()));
-    up.set("/v3-flatcontainer/a/index.json", Behavior::json(r#"{"versions":["1.0.0"]}"#));
+    up.set(
+        "/v3-flatcontainer/a/1.0.0/a.1.0.0.nupkg",
+        Behavior::bytes(small.clone()),
+    );
+    up.set(
+        "/v3-flatcontainer/b/2.0.0/b.2.0.0.nupkg",
+        Behavior::bytes(large.clone()),
+    );
+    up.set(
+        "/v3-flatcontainer/a/index.json",
+        Behavior::json(r#"{"versions":["1.0.0"]}"#),
+    );
     let dir = tempfile::tempdir().unwrap();
 
     let first = Proxy::start(&up.index_url(), dir.path(), &[]).await;

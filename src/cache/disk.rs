@@ -50,10 +50,12 @@ fn io_err(path: &Path, e: std::io::Error) -> CacheError {
 pub async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, CacheError> + Send + 'static,
 ) -> Result<T, CacheError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| CacheError::Io {
-        path: "blocking task".into(),
-        msg: e.to_string(),
-    })?
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| CacheError::Io {
+            path: "blocking task".into(),
+            msg: e.to_string(),
+        })?
 }
 
 /// Reads `len` bytes at `offset` (short only at end of file).
@@ -110,7 +112,8 @@ impl DiskTier {
             let parsed = match decode_header(&buf) {
                 Err(HeaderError::Short(need)) if (need as u64) <= size => {
                     let mut big = vec![0u8; need];
-                    file.read_exact_at(&mut big, 0).map_err(|e| io_err(&path, e))?;
+                    file.read_exact_at(&mut big, 0)
+                        .map_err(|e| io_err(&path, e))?;
                     decode_header(&big)
                 }
                 other => other,
@@ -172,7 +175,6 @@ impl DiskTier {
             shared: Arc::new(shared),
         })
     }
-
 }
 
 impl TempEntry {
@@ -224,10 +226,15 @@ mod tests {
         let tier = DiskTier::open(dir.path()).unwrap();
         let key = CacheKey::from("nuget/flat/a/1.0.0/a.1.0.0.nupkg".to_string());
         assert!(tier.get(&key).await.unwrap().is_none());
-        tier.put(&key, &meta(), Bytes::from_static(b"hello")).await.unwrap();
+        tier.put(&key, &meta(), Bytes::from_static(b"hello"))
+            .await
+            .unwrap();
         let e = tier.get(&key).await.unwrap().unwrap();
         assert_eq!(e.len, 5);
-        assert_eq!(&read_at(e.file.clone(), e.offset, 5).await.unwrap()[..], b"hello");
+        assert_eq!(
+            &read_at(e.file.clone(), e.offset, 5).await.unwrap()[..],
+            b"hello"
+        );
         assert_eq!(*e.meta, meta());
 
         std::fs::write(tier.path_for(&key), b"garbage that is not an entry").unwrap();
@@ -242,10 +249,16 @@ mod tests {
         let t = tier.temp().unwrap();
         t.write_at(b"partial", 0).unwrap();
         drop(t);
-        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
 
         std::fs::write(dir.path().join("tmp/fill-left-over"), b"x").unwrap();
         let _again = DiskTier::open(dir.path()).unwrap();
-        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
     }
 }

@@ -113,7 +113,8 @@ pub fn decode_header(buf: &[u8]) -> Result<(Meta, u64), HeaderError> {
     if buf.len() < end {
         return Err(HeaderError::Short(end));
     }
-    let meta = serde_json::from_slice(&buf[fixed..end]).map_err(|_| HeaderError::Corrupt("bad meta"))?;
+    let meta =
+        serde_json::from_slice(&buf[fixed..end]).map_err(|_| HeaderError::Corrupt("bad meta"))?;
     Ok((meta, end as u64))
 }
 
@@ -152,7 +153,10 @@ mod tests {
         assert_eq!(decode_header(&bad), Err(HeaderError::Corrupt("bad magic")));
         let mut huge = h.clone();
         huge[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert_eq!(decode_header(&huge), Err(HeaderError::Corrupt("meta too long")));
+        assert_eq!(
+            decode_header(&huge),
+            Err(HeaderError::Corrupt("meta too long"))
+        );
     }
 
     #[test]

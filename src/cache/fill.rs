@@ -73,7 +73,9 @@ impl FillReader {
         loop {
             match &*self.rx.borrow_and_update() {
                 FillState::Waiting => {}
-                FillState::Streaming { meta, expected, .. } => return Ok((meta.clone(), *expected)),
+                FillState::Streaming { meta, expected, .. } => {
+                    return Ok((meta.clone(), *expected))
+                }
                 FillState::Complete { meta, len, .. } => return Ok((meta.clone(), Some(*len))),
                 FillState::Failed(e) => return Err(e.clone()),
             }
@@ -87,18 +89,27 @@ impl FillReader {
         loop {
             let (file, start, available, done) = match &*self.rx.borrow_and_update() {
                 FillState::Waiting => (None, 0, 0, false),
-                FillState::Streaming { file, offset, written, .. } => {
-                    (Some(file.clone()), *offset, *written, false)
-                }
-                FillState::Complete { file, offset, len, .. } => (Some(file.clone()), *offset, *len, true),
+                FillState::Streaming {
+                    file,
+                    offset,
+                    written,
+                    ..
+                } => (Some(file.clone()), *offset, *written, false),
+                FillState::Complete {
+                    file, offset, len, ..
+                } => (Some(file.clone()), *offset, *len, true),
                 FillState::Failed(e) => return Err(e.clone()),
             };
             if let Some(file) = file {
                 if self.pos < available {
-                    let n = usize::try_from(available - self.pos).unwrap_or(READ_BLOCK).min(READ_BLOCK);
+                    let n = usize::try_from(available - self.pos)
+                        .unwrap_or(READ_BLOCK)
+                        .min(READ_BLOCK);
                     let chunk = read_at(file, start + self.pos, n).await?;
                     if chunk.is_empty() {
-                        return Err(AppError::BadUpstream("cache file shorter than recorded".into()));
+                        return Err(AppError::BadUpstream(
+                            "cache file shorter than recorded".into(),
+                        ));
                     }
                     self.pos += chunk.len() as u64;
                     return Ok(Some(chunk));
@@ -122,7 +133,12 @@ impl FillReader {
 impl Cache {
     /// Joins the fill of `key` or starts one from `url` in a task that outlives
     /// the requesting client. Returns whether this call started it.
-    pub fn fill_blob(self: &Arc<Self>, key: &CacheKey, url: Url, upstream: Upstream) -> (Arc<Fill>, bool) {
+    pub fn fill_blob(
+        self: &Arc<Self>,
+        key: &CacheKey,
+        url: Url,
+        upstream: Upstream,
+    ) -> (Arc<Fill>, bool) {
         let joined = self.blobs.join_or_start(key, || {
             let (tx, rx) = watch::channel(FillState::Waiting);
             let cache = self.clone();
@@ -152,8 +168,19 @@ impl Cache {
     ) -> Result<(), AppError> {
         // A fill that finished between the caller's disk miss and registering
         // this one has already published the entry: serve that, fetch nothing.
-        if let Some(DiskEntry { file, meta, offset, len }) = self.disk.get(key).await? {
-            tx.send_replace(FillState::Complete { file, meta, offset, len });
+        if let Some(DiskEntry {
+            file,
+            meta,
+            offset,
+            len,
+        }) = self.disk.get(key).await?
+        {
+            tx.send_replace(FillState::Complete {
+                file,
+                meta,
+                offset,
+                len,
+            });
             return Ok(());
         }
         let resp = upstream.get(url, &Request::default()).await?;
@@ -162,7 +189,11 @@ impl Cache {
             return Err(AppError::NotFound);
         }
         if !resp.status().is_success() {
-            return Err(UpstreamError::Status { host: host_of(url), status }.into());
+            return Err(UpstreamError::Status {
+                host: host_of(url),
+                status,
+            }
+            .into());
         }
         let expected = resp.content_length();
         let meta = Arc::new(blob_meta(resp.headers(), url, expected));
@@ -218,10 +249,19 @@ impl Cache {
         }
         if let Some(exp) = expected {
             if exp != written {
-                return Err(UpstreamError::Truncated { expected: exp, got: written }.into());
+                return Err(UpstreamError::Truncated {
+                    expected: exp,
+                    got: written,
+                }
+                .into());
             }
         }
-        tx.send_replace(FillState::Complete { file, meta: meta.clone(), offset, len: written });
+        tx.send_replace(FillState::Complete {
+            file,
+            meta: meta.clone(),
+            offset,
+            len: written,
+        });
 
         // Clients already have every byte; a failure to publish only means the
         // next request fetches again, so it is logged, not reported as failed.
@@ -235,7 +275,10 @@ impl Cache {
             return Ok(());
         }
         if let Some(k) = kept {
-            let entry = Arc::new(MemEntry { meta, body: k.freeze() });
+            let entry = Arc::new(MemEntry {
+                meta,
+                body: k.freeze(),
+            });
             self.memory.insert(key.clone(), entry).await;
         }
         Ok(())
@@ -263,7 +306,8 @@ fn blob_meta(h: &http::HeaderMap, url: &Url, len: Option<u64>) -> Meta {
     };
     Meta {
         freshness: Freshness::Immutable,
-        content_type: get(http::header::CONTENT_TYPE).unwrap_or_else(|| "application/octet-stream".into()),
+        content_type: get(http::header::CONTENT_TYPE)
+            .unwrap_or_else(|| "application/octet-stream".into()),
         content_encoding: get(http::header::CONTENT_ENCODING).filter(|e| e != "identity"),
         etag,
         upstream_etag,

@@ -40,12 +40,19 @@ impl<H: Clone> Inflight<H> {
 
     /// Looks up a running fill.
     pub fn get(&self, key: &CacheKey) -> Option<H> {
-        self.map.lock().unwrap_or_else(|p| p.into_inner()).get(key).cloned()
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned()
     }
 
     /// Called by the fill when its result is published in the cache.
     pub fn finish(&self, key: &CacheKey) {
-        self.map.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
     }
 
     /// Fills in flight now.

@@ -91,7 +91,12 @@ impl Cache {
     }
 
     /// Stores a whole entry in both tiers (disk first, atomically).
-    pub async fn put(&self, key: &CacheKey, meta: Meta, body: Bytes) -> Result<Arc<MemEntry>, CacheError> {
+    pub async fn put(
+        &self,
+        key: &CacheKey,
+        meta: Meta,
+        body: Bytes,
+    ) -> Result<Arc<MemEntry>, CacheError> {
         self.disk.put(key, &meta, body.clone()).await?;
         let m = Arc::new(MemEntry {
             meta: Arc::new(meta),

@@ -73,7 +73,10 @@ mod tests {
             ("Newtonsoft.Json", "newtonsoft.json"),
             ("newtonsoft.json", "newtonsoft.json"),
             ("NEWTONSOFT.JSON", "newtonsoft.json"),
-            ("Microsoft.Extensions.Logging-Abstractions", "microsoft.extensions.logging-abstractions"),
+            (
+                "Microsoft.Extensions.Logging-Abstractions",
+                "microsoft.extensions.logging-abstractions",
+            ),
             ("My_Package1", "my_package1"),
             // Final sigma: .NET maps Σ to σ everywhere; str::to_lowercase would give ς.
             ("ΟΔΟΣ", "οδοσ"),

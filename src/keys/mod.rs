@@ -45,8 +45,7 @@ pub fn normalize_feed_name(s: &str) -> Option<String> {
     let ok = !s.is_empty()
         && s.len() <= 50
         && !s.starts_with('.')
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
     ok.then(|| s.to_ascii_lowercase())
 }
@@ -88,10 +87,7 @@ impl CacheKey {
             FlatFile::Icon => "icon".into(),
             FlatFile::Readme => "readme".into(),
         };
-        Self::from(format!(
-            "{}/flat/{id}/{version}/{name}",
-            feed.key_prefix()
-        ))
+        Self::from(format!("{}/flat/{id}/{version}/{name}", feed.key_prefix()))
     }
 
     /// A document whose identity is an arbitrary upstream path or query: grouped
@@ -157,7 +153,10 @@ mod tests {
     #[test]
     fn hashed_keys_are_stable_and_safe() {
         let k = CacheKey::hashed(&FeedRef::Default, "search", "query", None, "q=../../etc");
-        assert_eq!(k, CacheKey::hashed(&FeedRef::Default, "search", "query", None, "q=../../etc"));
+        assert_eq!(
+            k,
+            CacheKey::hashed(&FeedRef::Default, "search", "query", None, "q=../../etc")
+        );
         assert!(!k.as_str().contains(".."));
         assert!(k.as_str().starts_with("nuget/search/query/"));
     }

@@ -114,7 +114,10 @@ pub fn normalize_version(s: &str) -> Result<String, VersionError> {
 fn labels_ok(s: &str) -> bool {
     !s.is_empty()
         && s.split('.').all(|label| {
-            !label.is_empty() && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
 }
 

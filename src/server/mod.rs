@@ -35,7 +35,10 @@ pub struct Ctx {
 }
 
 fn header<'a>(s: &'a Session, name: &str) -> Option<&'a str> {
-    s.req_header().headers.get(name).and_then(|v| v.to_str().ok())
+    s.req_header()
+        .headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
 }
 
 #[async_trait]
@@ -126,8 +129,20 @@ pub fn build(app: Arc<App>, listen: SocketAddr) -> Server {
     };
     let conf = ServerConf {
         threads,
-        pid_file: app.config.cache.dir.join("feedcache.pid").display().to_string(),
-        upgrade_sock: app.config.cache.dir.join("feedcache-upgrade.sock").display().to_string(),
+        pid_file: app
+            .config
+            .cache
+            .dir
+            .join("feedcache.pid")
+            .display()
+            .to_string(),
+        upgrade_sock: app
+            .config
+            .cache
+            .dir
+            .join("feedcache-upgrade.sock")
+            .display()
+            .to_string(),
         // Let in-flight downloads finish on SIGTERM, within reason.
         grace_period_seconds: Some(1),
         graceful_shutdown_timeout_seconds: Some(30),

@@ -15,7 +15,9 @@ pub enum RangeAsk {
 /// `bytes=` range is honored; multiple ranges or other units get the full body
 /// (allowed by RFC 9110 §14.2).
 pub fn parse_range(header: Option<&str>, len: u64) -> RangeAsk {
-    let Some(h) = header else { return RangeAsk::Full };
+    let Some(h) = header else {
+        return RangeAsk::Full;
+    };
     let Some(spec) = h.trim().strip_prefix("bytes=") else {
         return RangeAsk::Full;
     };
@@ -37,7 +39,9 @@ pub fn parse_range(header: Option<&str>, len: u64) -> RangeAsk {
             Some(n) => RangeAsk::Partial(len.saturating_sub(n), len - 1),
         },
         (start, end) => {
-            let Some(s) = num(start) else { return RangeAsk::Full };
+            let Some(s) = num(start) else {
+                return RangeAsk::Full;
+            };
             if s >= len {
                 return RangeAsk::Unsatisfiable;
             }

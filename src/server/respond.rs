@@ -55,7 +55,10 @@ pub async fn write_reply(session: &mut Session, reply: Reply, public_base: &str)
     if none_match(req_header(session, header::IF_NONE_MATCH), &etag) {
         resp.set_status(304)?;
         session.write_response_header(Box::new(resp), true).await?;
-        return Ok(Sent { status: 304, bytes: 0 });
+        return Ok(Sent {
+            status: 304,
+            bytes: 0,
+        });
     }
     resp.insert_header(header::CONTENT_TYPE, &meta.content_type)?;
     if let Some(enc) = &meta.content_encoding {
@@ -73,7 +76,9 @@ pub async fn write_reply(session: &mut Session, reply: Reply, public_base: &str)
         (_, Some(len)) => parse_range(req_header(session, header::RANGE), len),
     };
     let (start, len) = match (ask, total) {
-        (RangeAsk::Unsatisfiable, Some(t)) => return write_error(session, &AppError::RangeNotSatisfiable(t)).await,
+        (RangeAsk::Unsatisfiable, Some(t)) => {
+            return write_error(session, &AppError::RangeNotSatisfiable(t)).await
+        }
         (RangeAsk::Partial(a, b), Some(t)) => {
             resp.set_status(206)?;
             resp.insert_header(header::CONTENT_RANGE, format!("bytes {a}-{b}/{t}"))?;
@@ -103,7 +108,9 @@ pub async fn write_reply(session: &mut Session, reply: Reply, public_base: &str)
     let mut sent = 0u64;
     match body {
         Body::Bytes(b) => {
-            let end = usize::try_from(start + len.unwrap_or(0)).unwrap_or(b.len()).min(b.len());
+            let end = usize::try_from(start + len.unwrap_or(0))
+                .unwrap_or(b.len())
+                .min(b.len());
             let part = b.slice(usize::try_from(start).unwrap_or(0).min(end)..end);
             sent = part.len() as u64;
             session.write_response_body(Some(part), true).await?;
@@ -112,12 +119,16 @@ pub async fn write_reply(session: &mut Session, reply: Reply, public_base: &str)
             let end = start + len.unwrap_or(0);
             let mut pos = start;
             while pos < end {
-                let n = usize::try_from(end - pos).unwrap_or(DISK_BLOCK).min(DISK_BLOCK);
+                let n = usize::try_from(end - pos)
+                    .unwrap_or(DISK_BLOCK)
+                    .min(DISK_BLOCK);
                 let chunk = read_at(d.file.clone(), d.offset + pos, n)
                     .await
                     .map_err(|e| internal(&AppError::from(e)))?;
                 if chunk.is_empty() {
-                    return Err(internal(&AppError::BadUpstream("cache entry shorter than recorded".into())));
+                    return Err(internal(&AppError::BadUpstream(
+                        "cache entry shorter than recorded".into(),
+                    )));
                 }
                 pos += chunk.len() as u64;
                 sent += chunk.len() as u64;
@@ -138,7 +149,10 @@ pub async fn write_reply(session: &mut Session, reply: Reply, public_base: &str)
             }
         },
     }
-    Ok(Sent { status, bytes: sent })
+    Ok(Sent {
+        status,
+        bytes: sent,
+    })
 }
 
 /// Writes an error response with a short plain-text message.
@@ -152,9 +166,13 @@ pub async fn write_error(session: &mut Session, e: &AppError) -> Result<Sent> {
         resp.insert_header(header::CONTENT_RANGE, format!("bytes */{len}"))?;
     }
     let is_head = session.req_header().method == http::Method::HEAD;
-    session.write_response_header(Box::new(resp), is_head).await?;
+    session
+        .write_response_header(Box::new(resp), is_head)
+        .await?;
     if !is_head {
-        session.write_response_body(Some(body.clone()), true).await?;
+        session
+            .write_response_body(Some(body.clone()), true)
+            .await?;
     }
     Ok(Sent {
         status,

@@ -41,7 +41,10 @@ impl Proxy {
             .arg(cache_dir)
             .args(["--threads", "2"])
             .args(extra)
-            .env("RUST_LOG", std::env::var("FEEDCACHE_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("FEEDCACHE_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let mut child = cmd.spawn().expect("spawn feedcache");

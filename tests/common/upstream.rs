@@ -53,6 +53,8 @@ struct State {
     hits: HashMap<String, usize>,
     /// Last If-None-Match seen per path.
     inm: HashMap<String, String>,
+    /// User-Agent of every request, in order.
+    agents: Vec<String>,
 }
 
 /// The running fake upstream; stops when dropped.
@@ -70,13 +72,17 @@ impl Drop for FakeUpstream {
 
 impl FakeUpstream {
     pub async fn start() -> FakeUpstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind fake upstream");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake upstream");
         let addr = listener.local_addr().expect("addr");
         let state = Arc::new(Mutex::new(State::default()));
         let st = state.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((sock, _)) = listener.accept().await else { return };
+                let Ok((sock, _)) = listener.accept().await else {
+                    return;
+                };
                 let st = st.clone();
                 tokio::spawn(async move {
                     let _ = serve(sock, st, addr).await;
@@ -99,7 +105,18 @@ impl FakeUpstream {
     }
 
     pub fn hits(&self, path: &str) -> usize {
-        self.state.lock().unwrap().hits.get(path).copied().unwrap_or(0)
+        self.state
+            .lock()
+            .unwrap()
+            .hits
+            .get(path)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// User-Agent headers of all requests so far.
+    pub fn agents(&self) -> Vec<String> {
+        self.state.lock().unwrap().agents.clone()
     }
 
     pub fn last_if_none_match(&self, path: &str) -> Option<String> {
@@ -112,14 +129,18 @@ impl FakeUpstream {
     }
 }
 
-/// Resource layout like nuget.org's, with a second search instance and
-/// resources feedcache must drop.
+/// Resource layout like nuget.org's (every registration type NuGet clients
+/// look for), with a second search instance and resources feedcache must drop.
 pub const SERVICE_INDEX: &str = r#"{"version":"3.0.0","resources":[
  {"@id":"{base}/query","@type":"SearchQueryService","comment":"primary"},
  {"@id":"{base}/query2","@type":"SearchQueryService/3.5.0"},
  {"@id":"{base}/autocomplete","@type":"SearchAutocompleteService"},
  {"@id":"{base}/v3/registration5-semver1/","@type":"RegistrationsBaseUrl"},
+ {"@id":"{base}/v3/registration5-semver1/","@type":"RegistrationsBaseUrl/3.0.0-rc"},
+ {"@id":"{base}/v3/registration5-semver1/","@type":"RegistrationsBaseUrl/3.0.0-beta"},
+ {"@id":"{base}/v3/registration5-gz-semver1/","@type":"RegistrationsBaseUrl/3.4.0"},
  {"@id":"{base}/v3/registration5-gz-semver2/","@type":"RegistrationsBaseUrl/3.6.0"},
+ {"@id":"{base}/v3/registration5-gz-semver2/","@type":"RegistrationsBaseUrl/Versioned","clientVersion":"4.3.0-alpha"},
  {"@id":"{base}/v3-flatcontainer/","@type":"PackageBaseAddress/3.0.0"},
  {"@id":"{base}/api/v2/package","@type":"PackagePublish/2.0.0"},
  {"@id":"{base}/v3/catalog0/index.json","@type":"Catalog/3.0.0"}
@@ -135,6 +156,7 @@ async fn serve(sock: TcpStream, st: Arc<Mutex<State>>, addr: SocketAddr) -> std:
         }
         let target = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
         let mut inm = None;
+        let mut agent = String::new();
         let mut content_len = 0usize;
         loop {
             let mut h = String::new();
@@ -147,6 +169,7 @@ async fn serve(sock: TcpStream, st: Arc<Mutex<State>>, addr: SocketAddr) -> std:
                 match k.trim().to_ascii_lowercase().as_str() {
                     "if-none-match" => inm = Some(v.trim().to_owned()),
                     "content-length" => content_len = v.trim().parse().unwrap_or(0),
+                    "user-agent" => agent = v.trim().to_owned(),
                     _ => {}
                 }
             }
@@ -157,16 +180,24 @@ async fn serve(sock: TcpStream, st: Arc<Mutex<State>>, addr: SocketAddr) -> std:
         let behavior = {
             let mut s = st.lock().unwrap();
             *s.hits.entry(target.clone()).or_default() += 1;
+            s.agents.push(agent);
             if let Some(v) = &inm {
                 s.inm.insert(target.clone(), v.clone());
             }
             let path = target.split('?').next().unwrap_or("").to_owned();
-            s.routes.get(&target).or_else(|| s.routes.get(&path)).cloned()
+            s.routes
+                .get(&target)
+                .or_else(|| s.routes.get(&path))
+                .cloned()
         };
         let base = format!("http://{addr}");
         match behavior {
             None => write_simple(&mut w, 404, &[], b"not found").await?,
-            Some(Behavior::Ok { status, headers, body }) => {
+            Some(Behavior::Ok {
+                status,
+                headers,
+                body,
+            }) => {
                 let body = substitute(&body, &base);
                 let etag = format!("\"{:x}\"", fxhash(&body));
                 if inm.as_deref() == Some(etag.as_str()) && status == 200 {
@@ -206,7 +237,9 @@ fn substitute(body: &[u8], base: &str) -> Vec<u8> {
 }
 
 fn fxhash(b: &[u8]) -> u64 {
-    b.iter().fold(0xcbf29ce484222325u64, |h, x| (h ^ *x as u64).wrapping_mul(0x100000001b3))
+    b.iter().fold(0xcbf29ce484222325u64, |h, x| {
+        (h ^ *x as u64).wrapping_mul(0x100000001b3)
+    })
 }
 
 async fn write_head(
@@ -232,7 +265,9 @@ async fn write_simple(
     headers: &[(String, String)],
     body: &[u8],
 ) -> std::io::Result<()> {
-    let has_len = headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-length"));
+    let has_len = headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-length"));
     write_head(w, status, headers, (!has_len).then_some(body.len())).await?;
     w.write_all(body).await?;
     w.flush().await
