@@ -22,7 +22,7 @@ pub struct Rewriter {
 impl Rewriter {
     /// Builds a rewriter; rules may come in any order.
     pub fn new(mut rules: Vec<(String, String)>) -> Self {
-        rules.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        rules.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
         Rewriter { rules }
     }
 

@@ -63,11 +63,11 @@ impl NuGetVersion {
             }
         }
         let mut parts = [0u32; 4];
-        let mut count = 0;
-        for piece in numbers.split('.') {
-            if count == 4 {
-                return Err(VersionError::PartCount(numbers.split('.').count()));
-            }
+        let count = numbers.split('.').count();
+        if count > 4 {
+            return Err(VersionError::PartCount(count));
+        }
+        for (i, piece) in numbers.split('.').enumerate() {
             if piece.is_empty() || !piece.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(VersionError::NotNumeric);
             }
@@ -76,8 +76,7 @@ impl NuGetVersion {
             if v > i32::MAX as u32 {
                 return Err(VersionError::OutOfRange);
             }
-            parts[count] = v;
-            count += 1;
+            parts[i] = v;
         }
         Ok(NuGetVersion {
             parts,

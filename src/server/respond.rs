@@ -23,7 +23,7 @@ pub struct Sent {
     pub bytes: u64,
 }
 
-fn req_header<'a>(session: &'a Session, name: header::HeaderName) -> Option<&'a str> {
+fn req_header(session: &Session, name: header::HeaderName) -> Option<&str> {
     session
         .req_header()
         .headers
