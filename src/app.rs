@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use url::Url;
 
-use crate::cache::{Cache, DiskEntry, FillReader, Found, Meta};
+use crate::auth::Auth;
+use crate::cache::{BodyCheck, Cache, DiskEntry, FillReader, Found, Meta};
 use crate::config::Config;
 use crate::error::AppError;
 use crate::feeds::FeedIndex;
@@ -24,6 +25,8 @@ pub enum Body {
     Disk(DiskEntry),
     /// A fill in progress, with the length when the upstream announced it.
     Fill(FillReader, Option<u64>),
+    /// A file being inflated out of a cached package.
+    Extract(crate::extract::Extracted),
 }
 
 /// What the handler answers: entry meta, body, and how the cache did.
@@ -40,12 +43,14 @@ pub struct App {
     pub cache: Arc<Cache>,
     pub upstream: Upstream,
     pub metadata: Arc<MetadataStore>,
+    /// Client keys (`[auth]`).
+    pub auth: Auth,
     /// Parsed service indexes by feed, with the ETag of the document they came from.
     feeds: Mutex<HashMap<FeedRef, (String, Arc<FeedIndex>)>>,
 }
 
 impl App {
-    pub fn new(config: Config, cache: Arc<Cache>, upstream: Upstream) -> Arc<Self> {
+    pub fn new(config: Config, cache: Arc<Cache>, upstream: Upstream, auth: Auth) -> Arc<Self> {
         let metadata = MetadataStore::new(
             cache.clone(),
             upstream.clone(),
@@ -57,12 +62,16 @@ impl App {
             cache,
             upstream,
             metadata,
+            auth,
             feeds: Mutex::new(HashMap::new()),
         })
     }
 
-    /// Answers a routed request. `query` is the raw query string.
+    /// Answers a routed request. `query` is the raw query string; client
+    /// credentials in it are never forwarded or part of a cache key.
     pub async fn handle(&self, route: &Route, query: Option<&str>) -> Result<Reply, AppError> {
+        let clean = crate::routes::query::without_credentials(query);
+        let query = clean.as_deref();
         match route {
             Route::Health => Ok(Reply {
                 meta: Arc::new(Meta {
@@ -79,6 +88,13 @@ impl App {
                 cache: "NONE",
             }),
             Route::V3 { feed, res } => self.v3(feed, res, query).await,
+            Route::Packages { feed, op, q } => self.packages(feed, op, q).await,
+            Route::Upack {
+                feed,
+                op,
+                id,
+                version,
+            } => self.upack(feed, op, id, version).await,
         }
     }
 
@@ -143,7 +159,7 @@ impl App {
         }
     }
 
-    async fn flat_file(
+    pub(crate) async fn flat_file(
         &self,
         feed: &FeedRef,
         id: &str,
@@ -153,13 +169,8 @@ impl App {
         let key = CacheKey::flat_file(feed, id, version, file);
         // Package content never expires: a cached copy is served without even
         // looking at the service index, so a hit needs no upstream at all.
-        match self.cache.get(&key).await? {
-            Some(found) => return Ok(found_reply(found)),
-            None => {
-                if let Some(fill) = self.cache.blobs.get(&key) {
-                    return fill_reply(fill.reader(), "MISS").await;
-                }
-            }
+        if let Some(reply) = self.cached_blob(&key).await? {
+            return Ok(reply);
         }
         let (idx, _, _) = self.feed_index(feed).await?;
         let name = match file {
@@ -169,11 +180,32 @@ impl App {
             FlatFile::Readme => format!("{id}/{version}/readme"),
         };
         let url = join(flat_base(&idx)?, &name)?;
-        let (fill, _) = self.cache.fill_blob(&key, url, self.upstream.clone());
+        self.fill_reply(&key, url, None).await
+    }
+
+    /// Immutable content already cached, or being fetched right now.
+    pub(crate) async fn cached_blob(&self, key: &CacheKey) -> Result<Option<Reply>, AppError> {
+        if let Some(found) = self.cache.get(key).await? {
+            return Ok(Some(found_reply(found)));
+        }
+        match self.cache.blobs.get(key) {
+            Some(fill) => fill_reply(fill.reader(), "MISS").await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Joins or starts the fill of `key` from `url` and streams it.
+    pub(crate) async fn fill_reply(
+        &self,
+        key: &CacheKey,
+        url: Url,
+        check: Option<BodyCheck>,
+    ) -> Result<Reply, AppError> {
+        let (fill, _) = self.cache.fill_blob(key, url, self.upstream.clone(), check);
         fill_reply(fill.reader(), "MISS").await
     }
 
-    async fn meta_reply(
+    pub(crate) async fn meta_reply(
         &self,
         key: &CacheKey,
         url: &Url,
@@ -216,7 +248,7 @@ impl App {
     fn service_index_url(&self, feed: &FeedRef) -> Result<Url, AppError> {
         match feed {
             FeedRef::Default => Ok(self.config.nuget.service_index.clone()),
-            FeedRef::ProGet(_) => Err(AppError::Unconfigured("a ProGet upstream")),
+            FeedRef::ProGet(f) => self.proget_url(&["nuget", f, "v3", "index.json"], None),
         }
     }
 }

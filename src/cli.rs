@@ -26,6 +26,9 @@ pub struct Cli {
     /// Service index URL of the default NuGet upstream.
     #[arg(long, value_name = "URL")]
     pub upstream: Option<Url>,
+    /// Base URL of a ProGet server to front.
+    #[arg(long, value_name = "URL")]
+    pub proget_url: Option<Url>,
     /// Public base URL clients use to reach feedcache.
     #[arg(long, value_name = "URL")]
     pub public_url: Option<Url>,
@@ -52,6 +55,9 @@ impl Cli {
         }
         if let Some(v) = &self.upstream {
             c.nuget.service_index = v.clone();
+        }
+        if let Some(v) = &self.proget_url {
+            c.proget.url = Some(v.clone());
         }
         if let Some(v) = &self.public_url {
             c.public_url = Some(v.clone());

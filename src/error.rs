@@ -1,6 +1,7 @@
 //! The application error type and the one place errors become HTTP statuses.
 
 use crate::cache::CacheError;
+use crate::extract::ExtractError;
 use crate::routes::RouteError;
 use crate::upstream::UpstreamError;
 
@@ -25,6 +26,14 @@ pub enum AppError {
     /// A route whose upstream is not configured.
     #[error("{0} is not configured")]
     Unconfigured(&'static str),
+    /// No valid client key on a NuGet route: challenge for Basic credentials.
+    #[error("authentication required")]
+    Unauthorized,
+    /// No valid client key on a ProGet API route.
+    #[error("missing or invalid API key")]
+    Forbidden,
+    #[error(transparent)]
+    Extract(#[from] ExtractError),
 }
 
 impl AppError {
@@ -40,6 +49,25 @@ impl AppError {
             AppError::Upstream(_) | AppError::BadUpstream(_) => 502,
             AppError::Cache(_) => 500,
             AppError::RangeNotSatisfiable(_) => 416,
+            AppError::Unauthorized => 401,
+            AppError::Forbidden => 403,
+            AppError::Extract(ExtractError::NotFound) => 404,
+            AppError::Extract(_) => 502,
+        }
+    }
+
+    /// The error for a non-success upstream status: 404 and 410 are the
+    /// upstream's "no such thing", 400 means the identifiers the client sent
+    /// were refused; anything else is the upstream failing.
+    pub fn from_upstream_status(url: &url::Url, status: u16) -> AppError {
+        match status {
+            404 | 410 => AppError::NotFound,
+            400 => RouteError::BadRequest("the upstream refused the request".into()).into(),
+            _ => UpstreamError::Status {
+                host: crate::upstream::host_of(url),
+                status,
+            }
+            .into(),
         }
     }
 
@@ -54,6 +82,10 @@ impl AppError {
             AppError::Upstream(_) | AppError::BadUpstream(_) => "upstream failed".into(),
             AppError::Cache(_) => "cache error".into(),
             AppError::RangeNotSatisfiable(_) => "range not satisfiable".into(),
+            AppError::Unauthorized | AppError::Forbidden => self.to_string(),
+            AppError::Extract(ExtractError::NotFound) => "no such file in the package".into(),
+            AppError::Extract(ExtractError::Corrupt(_)) => "corrupt package".into(),
+            AppError::Extract(ExtractError::Limit(_)) => "package exceeds extraction limits".into(),
         }
     }
 }
@@ -82,6 +114,11 @@ mod tests {
             ),
             (AppError::BadUpstream("x".into()), 502),
             (AppError::RangeNotSatisfiable(3), 416),
+            (AppError::Unauthorized, 401),
+            (AppError::Forbidden, 403),
+            (ExtractError::NotFound.into(), 404),
+            (ExtractError::Corrupt("x".into()).into(), 502),
+            (ExtractError::Limit("x".into()).into(), 502),
         ];
         for (e, want) in table {
             assert_eq!(e.status(), want, "{e:?}");

@@ -1,16 +1,20 @@
 //! feedcache: a caching pull-through proxy for NuGet and ProGet package feeds.
 
 pub mod app;
+pub mod auth;
 pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod extract;
 pub mod feeds;
 pub mod keys;
 pub mod listen;
 pub mod metadata;
+pub mod proget;
 pub mod rewrite;
 pub mod routes;
+pub mod secret;
 pub mod server;
 pub mod startup;
 pub mod upstream;

@@ -14,7 +14,7 @@ use crate::cache::{etag_of, now_secs, Cache, Found, Freshness, Inflight, Joined,
 use crate::error::AppError;
 use crate::keys::CacheKey;
 use crate::rewrite::Rewriter;
-use crate::upstream::{classify, host_of, Request, Upstream, UpstreamError};
+use crate::upstream::{classify, host_of, Request, Upstream};
 
 /// What to do with a fetched document before storing it.
 #[derive(Clone)]
@@ -97,7 +97,11 @@ impl MetadataStore {
             tokio::spawn(async move {
                 let r = this.refresh(&key, &url, &transform, cached).await;
                 if let Err(e) = &r {
-                    tracing::warn!(key = %key, error = %e, "metadata fetch failed");
+                    if e.status() >= 500 {
+                        tracing::warn!(key = %key, error = %e, "metadata fetch failed");
+                    } else {
+                        tracing::debug!(key = %key, error = %e, "metadata fetch failed");
+                    }
                 }
                 this.flights.finish(&key);
                 tx.send_replace(Some(r));
@@ -147,11 +151,7 @@ impl MetadataStore {
             return Err(AppError::NotFound);
         }
         if status != 200 {
-            return Err(UpstreamError::Status {
-                host: host_of(url),
-                status,
-            }
-            .into());
+            return Err(AppError::from_upstream_status(url, status));
         }
         let header = |n: http::header::HeaderName| {
             resp.headers()

@@ -18,6 +18,8 @@ pub enum StartError {
     Cache(#[from] crate::cache::CacheError),
     #[error(transparent)]
     Upstream(#[from] crate::upstream::UpstreamError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// Logs to stderr; `RUST_LOG` overrides the default level (info).
@@ -39,15 +41,21 @@ pub fn run(config: Config) -> Result<std::convert::Infallible, StartError> {
         config.cache.memory_size.as_u64(),
         config.cache.memory_max_entry.as_u64(),
     );
-    let upstream = Upstream::new(&config.upstream)?;
+    // Secrets are read once, here; nothing else sees where they came from.
+    let proget_key = config.proget.api_key()?;
+    let client_keys = config.auth.keys()?;
+    let credential = config.proget.url.as_ref().zip(proget_key.as_ref());
+    let upstream = Upstream::new(&config.upstream, credential)?;
     let cache = Arc::new(Cache::new(memory, disk));
     tracing::info!(
         listen = %listen,
         upstream = %config.nuget.service_index,
+        proget = config.proget.url.as_ref().map(|u| u.as_str()),
+        client_auth = !client_keys.is_empty(),
         cache_dir = %config.cache.dir.display(),
         "starting feedcache"
     );
-    let app = App::new(config, cache, upstream);
+    let app = App::new(config, cache, upstream, crate::auth::Auth::new(client_keys));
     let server = crate::server::build(app, listen);
     // Tests and scripts read the real port from this line (port 0 = any free).
     println!("feedcache listening on http://{listen}");

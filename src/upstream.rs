@@ -8,6 +8,10 @@ use rustls_pki_types::CertificateDer;
 use url::Url;
 
 use crate::config::UpstreamConfig;
+use crate::secret::Secret;
+
+/// Redirects followed per request; each hop is checked for where the API key may go.
+const MAX_REDIRECTS: usize = 5;
 
 /// Why an upstream request failed. Cloneable: one failed fill is reported to
 /// every waiting client. Messages name the host only, never credentials.
@@ -25,6 +29,8 @@ pub enum UpstreamError {
     Io(String),
     #[error("TLS setup: {0}")]
     Tls(String),
+    #[error("bad redirect from {0}")]
+    Redirect(String),
 }
 
 /// Optional request headers for one upstream GET.
@@ -40,11 +46,17 @@ pub struct Request<'a> {
 #[derive(Clone)]
 pub struct Upstream {
     client: reqwest::Client,
+    /// The ProGet API key and the one origin it may be sent to.
+    credential: Option<Arc<(url::Origin, http::HeaderValue)>>,
 }
 
 impl Upstream {
     /// Builds the client from config: timeouts, roots, HTTP/2 by ALPN.
-    pub fn new(cfg: &UpstreamConfig) -> Result<Self, UpstreamError> {
+    /// `credential` is an API key sent as `X-ApiKey` to that URL's origin only.
+    pub fn new(
+        cfg: &UpstreamConfig,
+        credential: Option<(&Url, &Secret)>,
+    ) -> Result<Self, UpstreamError> {
         let mut roots = rustls::RootCertStore::empty();
         // A machine without a CA bundle can still reach plain-HTTP and
         // corporate-CA upstreams, so missing system roots are not fatal.
@@ -75,30 +87,63 @@ impl Upstream {
             .tls_backend_preconfigured(tls)
             .connect_timeout(cfg.connect_timeout)
             .read_timeout(cfg.read_timeout)
-            .redirect(reqwest::redirect::Policy::limited(5))
+            // Redirects are followed by `get`, which decides per hop whether
+            // the API key may be sent; reqwest would forward custom headers.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("feedcache/", env!("CARGO_PKG_VERSION")))
             .no_proxy()
             .pool_idle_timeout(std::time::Duration::from_secs(90))
             .build()
             .map_err(|e| UpstreamError::Tls(e.to_string()))?;
-        Ok(Upstream { client })
+        let credential = match credential {
+            Some((url, key)) => {
+                let mut v = http::HeaderValue::from_str(key.expose()).map_err(|_| {
+                    UpstreamError::Tls("API key is not a valid header value".into())
+                })?;
+                v.set_sensitive(true);
+                Some(Arc::new((url.origin(), v)))
+            }
+            None => None,
+        };
+        Ok(Upstream { client, credential })
     }
 
-    /// Sends one GET; any status is returned to the caller to interpret.
+    /// Sends one GET, following redirects; any final status is returned to
+    /// the caller to interpret.
     pub async fn get(
         &self,
         url: &Url,
         req: &Request<'_>,
     ) -> Result<reqwest::Response, UpstreamError> {
-        let mut b = self.client.get(url.clone());
-        if let Some(tag) = req.if_none_match {
-            b = b.header(http::header::IF_NONE_MATCH, tag);
+        let mut url = url.clone();
+        for _ in 0..=MAX_REDIRECTS {
+            let mut b = self.client.get(url.clone());
+            if let Some(tag) = req.if_none_match {
+                b = b.header(http::header::IF_NONE_MATCH, tag);
+            }
+            b = b.header(
+                http::header::ACCEPT_ENCODING,
+                if req.accept_gzip { "gzip" } else { "identity" },
+            );
+            if let Some(cred) = &self.credential {
+                if url.origin() == cred.0 {
+                    b = b.header("X-ApiKey", cred.1.clone());
+                }
+            }
+            let resp = b.send().await.map_err(|e| classify(&url, &e))?;
+            let redirect = matches!(resp.status().as_u16(), 301 | 302 | 303 | 307 | 308);
+            if !redirect {
+                return Ok(resp);
+            }
+            let next = resp
+                .headers()
+                .get(http::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|loc| url.join(loc).ok())
+                .filter(|u| matches!(u.scheme(), "http" | "https"));
+            url = next.ok_or_else(|| UpstreamError::Redirect(host_of(&url)))?;
         }
-        b = b.header(
-            http::header::ACCEPT_ENCODING,
-            if req.accept_gzip { "gzip" } else { "identity" },
-        );
-        b.send().await.map_err(|e| classify(url, &e))
+        Err(UpstreamError::Redirect(host_of(&url)))
     }
 }
 

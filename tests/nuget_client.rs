@@ -82,13 +82,15 @@ fn nuspec(id: &str, version: &str, deps: &str) -> String {
     )
 }
 
-fn registration(id: &str, version: &str, deps: &str) -> String {
+/// A registration index; `reg` and `flat` are the upstream's base URLs
+/// (with `{base}`), ending in `/`.
+fn registration(id: &str, version: &str, deps: &str, reg: &str, flat: &str) -> String {
     let lower = id.to_ascii_lowercase();
     format!(
-        r#"{{"count":1,"items":[{{"@id":"{{base}}/v3/registration5-semver1/{lower}/index.json#page/{version}/{version}","count":1,"lower":"{version}","upper":"{version}",
-"items":[{{"@id":"{{base}}/v3/registration5-semver1/{lower}/{version}.json","catalogEntry":{{"@id":"{{base}}/v3/catalog0/data/{lower}.{version}.json",
+        r#"{{"count":1,"items":[{{"@id":"{reg}{lower}/index.json#page/{version}/{version}","count":1,"lower":"{version}","upper":"{version}",
+"items":[{{"@id":"{reg}{lower}/{version}.json","catalogEntry":{{"@id":"{{base}}/v3/catalog0/data/{lower}.{version}.json",
 "id":"{id}","version":"{version}","listed":true,"dependencyGroups":[{{"dependencies":[{deps}]}}]}},
-"packageContent":"{{base}}/v3-flatcontainer/{lower}/{version}/{lower}.{version}.nupkg"}}]}}]}}"#
+"packageContent":"{flat}{lower}/{version}/{lower}.{version}.nupkg"}}]}}]}}"#
     )
 }
 
@@ -98,18 +100,10 @@ fn gzip(b: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
-#[tokio::test]
-async fn nuget_exe_installs_through_feedcache() {
-    let Some(exe) = tools() else {
-        eprintln!("SKIPPED: mono or NuGet.exe not installed");
-        return;
-    };
-    let work = tempfile::tempdir().unwrap();
-    let home = work.path().join("home");
-    std::fs::create_dir_all(home.join(".config/NuGet")).unwrap();
-
-    // Two real packages: Demo.App 1.0.0 depends on Demo.Dep 2.0.0.
-    let src = work.path().join("src");
+/// Packs Demo.App 1.0.0 (depending on Demo.Dep 2.0.0) and Demo.Dep 2.0.0
+/// with NuGet.exe; returns their bytes.
+async fn make_packages(exe: &Path, home: &Path, work: &Path) -> (Vec<u8>, Vec<u8>) {
+    let src = work.join("src");
     std::fs::create_dir_all(src.join("content")).unwrap();
     std::fs::write(src.join("content/readme.txt"), "hello from feedcache").unwrap();
     std::fs::write(src.join("Demo.Dep.nuspec"), nuspec("Demo.Dep", "2.0", "")).unwrap();
@@ -126,8 +120,8 @@ async fn nuget_exe_installs_through_feedcache() {
         let s = src.join(spec);
         let o = src.to_str().unwrap();
         nuget(
-            &exe,
-            &home,
+            exe,
+            home,
             &[
                 "pack",
                 s.to_str().unwrap(),
@@ -140,59 +134,71 @@ async fn nuget_exe_installs_through_feedcache() {
     }
     let app = std::fs::read(src.join("Demo.App.1.0.0.nupkg")).expect("Demo.App packed");
     let dep = std::fs::read(src.join("Demo.Dep.2.0.0.nupkg")).expect("Demo.Dep packed");
+    (app, dep)
+}
 
-    let up = FakeUpstream::start().await;
-    up.serve_nuget_index();
-    let dep_ref = r#"{"id":"Demo.Dep","range":"[2.0.0, )","registration":"{base}/v3/registration5-semver1/demo.dep/index.json"}"#;
+/// Serves both packages from `up` under the given registration and flat
+/// container paths (relative to the upstream, ending in `/`).
+fn serve_packages(up: &FakeUpstream, app: &[u8], dep: &[u8], reg: &str, flat: &str, gz: &[&str]) {
+    let dep_ref = format!(
+        r#"{{"id":"Demo.Dep","range":"[2.0.0, )","registration":"{{base}}{reg}demo.dep/index.json"}}"#
+    );
     for (id, version, nupkg, deps) in [
-        ("Demo.App", "1.0.0", &app, dep_ref),
-        ("Demo.Dep", "2.0.0", &dep, ""),
+        ("Demo.App", "1.0.0", app, dep_ref.as_str()),
+        ("Demo.Dep", "2.0.0", dep, ""),
     ] {
         let lower = id.to_ascii_lowercase();
-        let reg = registration(id, version, deps);
-        up.set(
-            &format!("/v3/registration5-semver1/{lower}/index.json"),
-            Behavior::json(reg.clone()),
+        let doc = registration(
+            id,
+            version,
+            deps,
+            &format!("{{base}}{reg}"),
+            &format!("{{base}}{flat}"),
         );
-        for gz_hive in ["registration5-gz-semver1", "registration5-gz-semver2"] {
+        up.set(
+            &format!("{reg}{lower}/index.json"),
+            Behavior::json(doc.clone()),
+        );
+        for gz_hive in gz {
             up.set(
-                &format!("/v3/{gz_hive}/{lower}/index.json"),
+                &format!("{gz_hive}{lower}/index.json"),
                 Behavior::Ok {
                     status: 200,
                     headers: vec![
                         ("Content-Type".into(), "application/json".into()),
                         ("Content-Encoding".into(), "gzip".into()),
                     ],
-                    body: gzip(reg.replace("{base}", &up.base()).as_bytes()),
+                    body: gzip(doc.replace("{base}", &up.base()).as_bytes()),
                 },
             );
         }
         up.set(
-            &format!("/v3-flatcontainer/{lower}/index.json"),
+            &format!("{flat}{lower}/index.json"),
             Behavior::json(format!(r#"{{"versions":["{version}"]}}"#)),
         );
         up.set(
-            &format!("/v3-flatcontainer/{lower}/{version}/{lower}.{version}.nupkg"),
-            Behavior::bytes(nupkg.clone()),
+            &format!("{flat}{lower}/{version}/{lower}.{version}.nupkg"),
+            Behavior::bytes(nupkg.to_vec()),
         );
     }
+}
 
-    let cache = work.path().join("cache");
-    let proxy = Proxy::start(&up.index_url(), &cache, &[]).await;
-    let config = work.path().join("NuGet.Config");
-    std::fs::write(
-        &config,
-        r#"<?xml version="1.0" encoding="utf-8"?><configuration><packageSources><clear /></packageSources></configuration>"#,
-    )
-    .unwrap();
-    let source = proxy.url("/v3/index.json");
-
+/// Installs Demo.App twice, each time into a fresh output folder with a fresh
+/// NuGet home, and compares both packages byte for byte.
+async fn install_twice(
+    exe: &Path,
+    work: &Path,
+    source: &str,
+    config: &Path,
+    app: &[u8],
+    dep: &[u8],
+) {
     for round in 0..2 {
-        let out = work.path().join(format!("out{round}"));
-        let round_home = work.path().join(format!("home{round}"));
+        let out = work.join(format!("out{round}"));
+        let round_home = work.join(format!("home{round}"));
         std::fs::create_dir_all(&round_home).unwrap();
         nuget(
-            &exe,
+            exe,
             &round_home,
             &[
                 "install",
@@ -200,7 +206,7 @@ async fn nuget_exe_installs_through_feedcache() {
                 "-Version",
                 "1.0.0",
                 "-Source",
-                &source,
+                source,
                 "-OutputDirectory",
                 out.to_str().unwrap(),
                 "-ConfigFile",
@@ -224,6 +230,49 @@ async fn nuget_exe_installs_through_feedcache() {
             "round {round}: Demo.Dep differs from the packed file"
         );
     }
+}
+
+fn work_dirs() -> (tempfile::TempDir, PathBuf) {
+    let work = tempfile::tempdir().unwrap();
+    let home = work.path().join("home");
+    std::fs::create_dir_all(home.join(".config/NuGet")).unwrap();
+    (work, home)
+}
+
+#[tokio::test]
+async fn nuget_exe_installs_through_feedcache() {
+    let Some(exe) = tools() else {
+        eprintln!("SKIPPED: mono or NuGet.exe not installed");
+        return;
+    };
+    let (work, home) = work_dirs();
+    let (app, dep) = make_packages(&exe, &home, work.path()).await;
+
+    let up = FakeUpstream::start().await;
+    up.serve_nuget_index();
+    serve_packages(
+        &up,
+        &app,
+        &dep,
+        "/v3/registration5-semver1/",
+        "/v3-flatcontainer/",
+        &[
+            "/v3/registration5-gz-semver1/",
+            "/v3/registration5-gz-semver2/",
+        ],
+    );
+
+    let cache = work.path().join("cache");
+    let proxy = Proxy::start(&up.index_url(), &cache, &[]).await;
+    let config = work.path().join("NuGet.Config");
+    std::fs::write(
+        &config,
+        r#"<?xml version="1.0" encoding="utf-8"?><configuration><packageSources><clear /></packageSources></configuration>"#,
+    )
+    .unwrap();
+    let source = proxy.url("/v3/index.json");
+    install_twice(&exe, work.path(), &source, &config, &app, &dep).await;
+
     // Each package left the upstream once; the second install was all cache.
     assert_eq!(
         up.hits("/v3-flatcontainer/demo.app/1.0.0/demo.app.1.0.0.nupkg"),
@@ -242,4 +291,78 @@ async fn nuget_exe_installs_through_feedcache() {
             "a request reached the upstream directly: {a:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn nuget_exe_installs_from_a_proget_feed_with_basic_credentials() {
+    let Some(exe) = tools() else {
+        eprintln!("SKIPPED: mono or NuGet.exe not installed");
+        return;
+    };
+    let (work, home) = work_dirs();
+    let (app, dep) = make_packages(&exe, &home, work.path()).await;
+
+    let nuget_org = FakeUpstream::start().await;
+    nuget_org.serve_nuget_index();
+    let proget = FakeUpstream::start().await;
+    proget.require_key("upstream-key");
+    proget.set(
+        "/nuget/internal/v3/index.json",
+        Behavior::json(upstream::PROGET_INDEX),
+    );
+    serve_packages(
+        &proget,
+        &app,
+        &dep,
+        "/nuget/internal/v3/registrations/",
+        "/nuget/internal/v3/flatcontainer/",
+        &[],
+    );
+
+    std::fs::write(work.path().join("client-keys"), "client-key\n").unwrap();
+    let conf = work.path().join("feedcache.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[proget]\nurl = \"{}/\"\napi_key_env = \"FC_E2E_PROGET_KEY\"\n[auth]\napi_keys_file = \"{}\"\n",
+            proget.base(),
+            work.path().join("client-keys").display()
+        ),
+    )
+    .unwrap();
+    let proxy = Proxy::start_with_env(
+        &nuget_org.index_url(),
+        &work.path().join("cache"),
+        &["-c", conf.to_str().unwrap()],
+        &[("FC_E2E_PROGET_KEY", "upstream-key")],
+    )
+    .await;
+    let source = proxy.url("/nuget/internal/v3/index.json");
+    // NuGet sends the stored credentials after feedcache's 401 challenge.
+    let config = work.path().join("NuGet.Config");
+    std::fs::write(
+        &config,
+        format!(
+            r#"<?xml version="1.0" encoding="utf-8"?><configuration>
+<packageSources><clear /><add key="feedcache" value="{source}" /></packageSources>
+<packageSourceCredentials><feedcache>
+<add key="Username" value="api" /><add key="ClearTextPassword" value="client-key" />
+</feedcache></packageSourceCredentials></configuration>"#
+        ),
+    )
+    .unwrap();
+    install_twice(&exe, work.path(), "feedcache", &config, &app, &dep).await;
+
+    assert_eq!(
+        proget.hits("/nuget/internal/v3/flatcontainer/demo.app/1.0.0/demo.app.1.0.0.nupkg"),
+        1
+    );
+    // Every ProGet request carried feedcache's key, never the client's.
+    let keys = proget.api_keys();
+    assert!(!keys.is_empty());
+    assert!(
+        keys.iter().all(|k| k.as_deref() == Some("upstream-key")),
+        "{keys:?}"
+    );
+    assert!(nuget_org.api_keys().iter().all(Option::is_none));
 }

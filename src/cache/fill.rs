@@ -14,13 +14,17 @@ use super::entry::{encode_header, now_secs, Freshness, MemEntry, Meta};
 use super::{Cache, Joined};
 use crate::error::AppError;
 use crate::keys::CacheKey;
-use crate::upstream::{classify, host_of, Request, Upstream, UpstreamError};
+use crate::upstream::{classify, Request, Upstream, UpstreamError};
 
 /// Data is appended to the temp file in blocks of this size; readers see
 /// progress block by block.
 const WRITE_BLOCK: usize = 256 * 1024;
 /// Largest read a client does at once from a growing or complete file.
 pub const READ_BLOCK: usize = 256 * 1024;
+
+/// A check of a complete body (file, offset, length) run before it is
+/// published; an `Err` fails the fill and nothing is cached.
+pub type BodyCheck = fn(Arc<File>, u64, u64) -> Result<(), String>;
 
 /// Where a fill is.
 #[derive(Debug, Clone)]
@@ -122,6 +126,23 @@ impl FillReader {
         }
     }
 
+    /// Waits for the whole body: the file, the body's offset and length in it.
+    pub async fn complete(&mut self) -> Result<(Arc<File>, u64, u64, Arc<Meta>), AppError> {
+        loop {
+            match &*self.rx.borrow_and_update() {
+                FillState::Complete {
+                    file,
+                    meta,
+                    offset,
+                    len,
+                } => return Ok((file.clone(), *offset, *len, meta.clone())),
+                FillState::Failed(e) => return Err(e.clone()),
+                _ => {}
+            }
+            self.changed().await?;
+        }
+    }
+
     async fn changed(&mut self) -> Result<(), AppError> {
         self.rx
             .changed()
@@ -138,15 +159,20 @@ impl Cache {
         key: &CacheKey,
         url: Url,
         upstream: Upstream,
+        check: Option<BodyCheck>,
     ) -> (Arc<Fill>, bool) {
         let joined = self.blobs.join_or_start(key, || {
             let (tx, rx) = watch::channel(FillState::Waiting);
             let cache = self.clone();
             let key = key.clone();
             tokio::spawn(async move {
-                let result = cache.run_blob_fill(&key, &url, &upstream, &tx).await;
+                let result = cache.run_blob_fill(&key, &url, &upstream, check, &tx).await;
                 if let Err(e) = result {
-                    tracing::warn!(key = %key, error = %e, "fill failed");
+                    if e.status() >= 500 {
+                        tracing::warn!(key = %key, error = %e, "fill failed");
+                    } else {
+                        tracing::debug!(key = %key, error = %e, "fill failed");
+                    }
                     tx.send_replace(FillState::Failed(e));
                 }
                 cache.blobs.finish(&key);
@@ -164,6 +190,7 @@ impl Cache {
         key: &CacheKey,
         url: &Url,
         upstream: &Upstream,
+        check: Option<BodyCheck>,
         tx: &watch::Sender<FillState>,
     ) -> Result<(), AppError> {
         // A fill that finished between the caller's disk miss and registering
@@ -184,16 +211,8 @@ impl Cache {
             return Ok(());
         }
         let resp = upstream.get(url, &Request::default()).await?;
-        let status = resp.status().as_u16();
-        if status == 404 || status == 410 {
-            return Err(AppError::NotFound);
-        }
         if !resp.status().is_success() {
-            return Err(UpstreamError::Status {
-                host: host_of(url),
-                status,
-            }
-            .into());
+            return Err(AppError::from_upstream_status(url, resp.status().as_u16()));
         }
         let expected = resp.content_length();
         let meta = Arc::new(blob_meta(resp.headers(), url, expected));
@@ -255,6 +274,12 @@ impl Cache {
                 }
                 .into());
             }
+        }
+        if let Some(check) = check {
+            let f = file.clone();
+            blocking(move || Ok(check(f, offset, written)))
+                .await?
+                .map_err(|m| AppError::from(crate::extract::ExtractError::Corrupt(m)))?;
         }
         tx.send_replace(FillState::Complete {
             file,

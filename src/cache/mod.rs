@@ -8,7 +8,7 @@ mod memory;
 
 pub use disk::{read_at, DiskEntry, DiskTier};
 pub use entry::{etag_of, now_secs, Freshness, MemEntry, Meta};
-pub use fill::{Fill, FillReader};
+pub use fill::{BodyCheck, Fill, FillReader, FillState};
 pub use inflight::{Inflight, Joined};
 pub use memory::MemoryTier;
 

@@ -90,6 +90,21 @@ impl CacheKey {
         Self::from(format!("{}/flat/{id}/{version}/{name}", feed.key_prefix()))
     }
 
+    /// A universal package (`vpack` false) or virtual package manifest of a
+    /// ProGet feed. Group, name and version must come validated from routing;
+    /// they are lowercased here (ProGet matches them case-insensitively). The
+    /// group is one path component (`/` becomes `~`, which groups cannot hold,
+    /// behind `@`), so no group/name split can collide with another.
+    pub fn upack(feed: &str, group: &str, name: &str, version: &str, vpack: bool) -> Self {
+        let group = group.to_ascii_lowercase().replace('/', "~");
+        let name = name.to_ascii_lowercase();
+        let version = version.to_ascii_lowercase();
+        let file = if vpack { "vpack" } else { "upack" };
+        Self::from(format!(
+            "proget/{feed}/upack/@{group}/{name}/{version}/{file}"
+        ))
+    }
+
     /// A document whose identity is an arbitrary upstream path or query: grouped
     /// by `class` and `tag` (validated route parts) and an optional normalized id
     /// (so a later purge by id finds it), named by a hash of `detail`.
@@ -159,6 +174,20 @@ mod tests {
         );
         assert!(!k.as_str().contains(".."));
         assert!(k.as_str().starts_with("nuget/search/query/"));
+    }
+
+    #[test]
+    fn upack_keys_fold_case_and_keep_groups_apart() {
+        let a = CacheKey::upack("f", "Tools/Build", "CLI", "1.0.0-RC", false);
+        assert_eq!(a.as_str(), "proget/f/upack/@tools~build/cli/1.0.0-rc/upack");
+        let b = CacheKey::upack("f", "tools", "build", "1.0.0", false);
+        let c = CacheKey::upack("f", "", "tools", "1.0.0", false);
+        assert_ne!(b, c);
+        assert_eq!(c.as_str(), "proget/f/upack/@/tools/1.0.0/upack");
+        assert_ne!(
+            a,
+            CacheKey::upack("f", "Tools/Build", "CLI", "1.0.0-RC", true)
+        );
     }
 
     #[test]

@@ -61,7 +61,11 @@ impl ProxyHttp for Proxy {
         let reply = match &routed {
             Ok(r) => {
                 ctx.route = r.kind();
-                self.app.handle(r, uri.query()).await
+                let headers = &session.req_header().headers;
+                match self.app.auth.check(r.auth_class(), headers, uri.query()) {
+                    Ok(()) => self.app.handle(r, uri.query()).await,
+                    Err(e) => Err(e),
+                }
             }
             Err(e) => Err(AppError::from(e.clone())),
         };

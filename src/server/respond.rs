@@ -69,10 +69,12 @@ pub async fn write_reply(session: &mut Session, reply: Reply, public_base: &str)
         Body::Bytes(b) => Some(b.len() as u64),
         Body::Disk(d) => Some(d.len),
         Body::Fill(_, len) => *len,
+        Body::Extract(x) => Some(x.size),
     };
     // A fill in progress is sent whole: ranges are served once it is cached.
+    // Extracted files are inflated front to back, so they are sent whole too.
     let ask = match (&body, total) {
-        (Body::Fill(..), _) | (_, None) => RangeAsk::Full,
+        (Body::Fill(..) | Body::Extract(_), _) | (_, None) => RangeAsk::Full,
         (_, Some(len)) => parse_range(req_header(session, header::RANGE), len),
     };
     let (start, len) = match (ask, total) {
@@ -86,7 +88,7 @@ pub async fn write_reply(session: &mut Session, reply: Reply, public_base: &str)
         }
         (_, total) => (0, total),
     };
-    if !matches!(body, Body::Fill(..)) {
+    if !matches!(body, Body::Fill(..) | Body::Extract(_)) {
         resp.insert_header(header::ACCEPT_RANGES, "bytes")?;
     }
     match len {
@@ -148,6 +150,23 @@ pub async fn write_reply(session: &mut Session, reply: Reply, public_base: &str)
                 Err(e) => return Err(internal(&e)),
             }
         },
+        Body::Extract(mut x) => loop {
+            match x.body.recv().await {
+                Some(Ok(chunk)) => {
+                    sent += chunk.len() as u64;
+                    session.write_response_body(Some(chunk), false).await?;
+                }
+                None if sent == x.size => {
+                    session.write_response_body(None, true).await?;
+                    break;
+                }
+                None => {
+                    let e = crate::extract::ExtractError::Corrupt("extraction stopped".into());
+                    return Err(internal(&AppError::from(e)));
+                }
+                Some(Err(e)) => return Err(internal(&AppError::from(e))),
+            }
+        },
     }
     Ok(Sent {
         status,
@@ -164,6 +183,9 @@ pub async fn write_error(session: &mut Session, e: &AppError) -> Result<Sent> {
     resp.insert_header(header::CONTENT_LENGTH, body.len())?;
     if let AppError::RangeNotSatisfiable(len) = e {
         resp.insert_header(header::CONTENT_RANGE, format!("bytes */{len}"))?;
+    }
+    if let AppError::Unauthorized = e {
+        resp.insert_header(header::WWW_AUTHENTICATE, "Basic realm=\"feedcache\"")?;
     }
     let is_head = session.req_header().method == http::Method::HEAD;
     session

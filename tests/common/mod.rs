@@ -35,6 +35,16 @@ impl Drop for Proxy {
 impl Proxy {
     /// Starts feedcache on an ephemeral port with the given upstream and cache dir.
     pub async fn start(index_url: &str, cache_dir: &Path, extra: &[&str]) -> Proxy {
+        Self::start_with_env(index_url, cache_dir, extra, &[]).await
+    }
+
+    /// Like `start`, with extra environment variables (secrets).
+    pub async fn start_with_env(
+        index_url: &str,
+        cache_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Proxy {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_feedcache"));
         cmd.args(["--listen", "127.0.0.1:0", "--upstream", index_url])
             .arg("--cache-dir")
@@ -45,6 +55,7 @@ impl Proxy {
                 "RUST_LOG",
                 std::env::var("FEEDCACHE_TEST_LOG").unwrap_or_else(|_| "warn".into()),
             )
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let mut child = cmd.spawn().expect("spawn feedcache");

@@ -55,6 +55,10 @@ struct State {
     inm: HashMap<String, String>,
     /// User-Agent of every request, in order.
     agents: Vec<String>,
+    /// X-ApiKey of every request, in order.
+    api_keys: Vec<Option<String>>,
+    /// When set, requests without this X-ApiKey get 403 (like ProGet).
+    required_key: Option<String>,
 }
 
 /// The running fake upstream; stops when dropped.
@@ -119,6 +123,16 @@ impl FakeUpstream {
         self.state.lock().unwrap().agents.clone()
     }
 
+    /// X-ApiKey headers of all requests so far (`None` where absent).
+    pub fn api_keys(&self) -> Vec<Option<String>> {
+        self.state.lock().unwrap().api_keys.clone()
+    }
+
+    /// Answers 403 to every request without this `X-ApiKey`.
+    pub fn require_key(&self, key: &str) {
+        self.state.lock().unwrap().required_key = Some(key.to_owned());
+    }
+
     pub fn last_if_none_match(&self, path: &str) -> Option<String> {
         self.state.lock().unwrap().inm.get(path).cloned()
     }
@@ -128,6 +142,17 @@ impl FakeUpstream {
         self.set("/v3/index.json", Behavior::json(SERVICE_INDEX));
     }
 }
+
+/// A ProGet NuGet feed's service index (feed `internal`).
+pub const PROGET_INDEX: &str = r#"{"version":"3.0.0","resources":[
+ {"@id":"{base}/nuget/internal/v3/flatcontainer/","@type":"PackageBaseAddress/3.0.0"},
+ {"@id":"{base}/nuget/internal/v3/registrations/","@type":"RegistrationsBaseUrl"},
+ {"@id":"{base}/nuget/internal/v3/registrations/","@type":"RegistrationsBaseUrl/3.0.0-beta"},
+ {"@id":"{base}/nuget/internal/v3/registrations/","@type":"RegistrationsBaseUrl/3.4.0"},
+ {"@id":"{base}/nuget/internal/v3/registrations/","@type":"RegistrationsBaseUrl/3.6.0"},
+ {"@id":"{base}/nuget/internal/v3/search","@type":"SearchQueryService/3.5.0"},
+ {"@id":"{base}/nuget/internal/v3/package","@type":"PackagePublish/2.0.0"}
+]}"#;
 
 /// Resource layout like nuget.org's (every registration type NuGet clients
 /// look for), with a second search instance and resources feedcache must drop.
@@ -157,6 +182,7 @@ async fn serve(sock: TcpStream, st: Arc<Mutex<State>>, addr: SocketAddr) -> std:
         let target = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
         let mut inm = None;
         let mut agent = String::new();
+        let mut api_key = None;
         let mut content_len = 0usize;
         loop {
             let mut h = String::new();
@@ -170,6 +196,7 @@ async fn serve(sock: TcpStream, st: Arc<Mutex<State>>, addr: SocketAddr) -> std:
                     "if-none-match" => inm = Some(v.trim().to_owned()),
                     "content-length" => content_len = v.trim().parse().unwrap_or(0),
                     "user-agent" => agent = v.trim().to_owned(),
+                    "x-apikey" => api_key = Some(v.trim().to_owned()),
                     _ => {}
                 }
             }
@@ -177,20 +204,28 @@ async fn serve(sock: TcpStream, st: Arc<Mutex<State>>, addr: SocketAddr) -> std:
         let mut sink = vec![0u8; content_len];
         r.read_exact(&mut sink).await?;
 
-        let behavior = {
+        let (behavior, refused) = {
             let mut s = st.lock().unwrap();
             *s.hits.entry(target.clone()).or_default() += 1;
             s.agents.push(agent);
+            s.api_keys.push(api_key.clone());
+            let refused = s.required_key.is_some() && s.required_key != api_key;
             if let Some(v) = &inm {
                 s.inm.insert(target.clone(), v.clone());
             }
             let path = target.split('?').next().unwrap_or("").to_owned();
-            s.routes
+            let b = s
+                .routes
                 .get(&target)
                 .or_else(|| s.routes.get(&path))
-                .cloned()
+                .cloned();
+            (b, refused)
         };
         let base = format!("http://{addr}");
+        if refused {
+            write_simple(&mut w, 403, &[], b"bad key").await?;
+            continue;
+        }
         match behavior {
             None => write_simple(&mut w, 404, &[], b"not found").await?,
             Some(Behavior::Ok {

@@ -7,6 +7,9 @@ use bytesize::ByteSize;
 use serde::Deserialize;
 use url::Url;
 
+mod proget;
+pub use proget::{AuthConfig, ExtractConfig, ProGetConfig};
+
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -24,7 +27,7 @@ pub enum ConfigError {
     },
 }
 
-fn invalid(field: &'static str, message: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         field,
         message: message.into(),
@@ -49,6 +52,12 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     /// The default NuGet V3 feed, served under `/v3/`.
     pub nuget: NugetConfig,
+    /// A ProGet server, served under `/nuget/{feed}/v3/`, `/api/packages/`, `/upack/`.
+    pub proget: ProGetConfig,
+    /// Client API keys; none configured means no authentication.
+    pub auth: AuthConfig,
+    /// Limits on serving single files out of cached packages.
+    pub extract: ExtractConfig,
 }
 
 impl Default for Config {
@@ -60,6 +69,9 @@ impl Default for Config {
             cache: CacheConfig::default(),
             upstream: UpstreamConfig::default(),
             nuget: NugetConfig::default(),
+            proget: ProGetConfig::default(),
+            auth: AuthConfig::default(),
+            extract: ExtractConfig::default(),
         }
     }
 }
@@ -206,6 +218,9 @@ impl Config {
                 "must be greater than zero",
             ));
         }
+        self.proget.validate()?;
+        self.auth.keys()?;
+        self.extract.validate()?;
         if let Some(ca) = &self.upstream.ca_file {
             if !ca.is_file() {
                 return Err(invalid(
@@ -218,7 +233,7 @@ impl Config {
     }
 }
 
-fn check_http_url(u: &Url) -> Result<(), String> {
+pub(crate) fn check_http_url(u: &Url) -> Result<(), String> {
     match u.scheme() {
         "http" | "https" => {}
         other => return Err(format!("scheme `{other}` is not http or https")),
@@ -244,7 +259,7 @@ mod tests {
 
     #[test]
     fn shipped_file_parses_and_validates() {
-        let text = include_str!("../conf/feedcache.toml");
+        let text = include_str!("../../conf/feedcache.toml");
         let c = Config::parse(text).expect("conf/feedcache.toml parses");
         c.validate().expect("conf/feedcache.toml validates");
     }
@@ -259,6 +274,14 @@ mod tests {
             ("[cache]\nmetadata_ttl = \"0s\"", "metadata_ttl"),
             ("listen = \"nowhere\"", "listen"),
             ("[upstream]\nca_file = \"/nonexistent.pem\"", "ca_file"),
+            ("[proget]\nurl = \"ftp://p/\"", "proget.url"),
+            ("[proget]\napi_key_env = \"X\"", "no url"),
+            (
+                "[proget]\nurl = \"http://p/\"\napi_key_env = \"FEEDCACHE_TEST_UNSET_VAR\"",
+                "not set",
+            ),
+            ("[auth]\napi_keys_file = \"/nonexistent\"", "api_keys_file"),
+            ("[extract]\nmax_ratio = 0", "max_ratio"),
         ];
         for (text, want) in cases {
             let err = match Config::parse(text) {

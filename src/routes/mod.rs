@@ -1,6 +1,11 @@
 //! Request routing: method and path to a typed route, with every ID and version
 //! normalized on the way in. Pure; the table-driven tests below pin the URL layout.
 
+mod proget;
+pub mod query;
+
+pub use proget::{semver_of, PackageQuery, PackagesOp, UpackId, UpackOp, UpackVersion};
+
 use crate::keys::{normalize_feed_name, normalize_id, normalize_version, FeedRef, FlatFile};
 use percent_encoding::percent_decode_str;
 
@@ -14,6 +19,30 @@ pub enum Route {
     Health,
     /// A NuGet V3 resource of one feed.
     V3 { feed: FeedRef, res: V3Route },
+    /// ProGet's packages API: `/api/packages/{feed}/{op}?...`.
+    Packages {
+        feed: String,
+        op: PackagesOp,
+        q: PackageQuery,
+    },
+    /// ProGet universal packages: `/upack/{feed}/{op}/...`.
+    Upack {
+        feed: String,
+        op: UpackOp,
+        id: UpackId,
+        version: UpackVersion,
+    },
+}
+
+/// How a route answers a client without a valid key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthClass {
+    /// Always open.
+    Public,
+    /// NuGet clients send stored credentials only after a 401 challenge.
+    Challenge,
+    /// ProGet's APIs answer 403.
+    Forbidden,
 }
 
 impl Route {
@@ -30,6 +59,25 @@ impl Route {
                 V3Route::Autocomplete { .. } => "autocomplete",
                 V3Route::Raw { .. } => "raw",
             },
+            Route::Packages { op, .. } => match op {
+                PackagesOp::Download => "packages_download",
+                PackagesOp::Latest => "packages_latest",
+                PackagesOp::Versions => "packages_versions",
+            },
+            Route::Upack { op, .. } => match op {
+                UpackOp::Download => "upack_download",
+                UpackOp::File(_) => "upack_file",
+                UpackOp::Vpack => "upack_vpack",
+            },
+        }
+    }
+
+    /// What a missing or wrong client key gets on this route.
+    pub fn auth_class(&self) -> AuthClass {
+        match self {
+            Route::Health => AuthClass::Public,
+            Route::V3 { .. } => AuthClass::Challenge,
+            Route::Packages { .. } | Route::Upack { .. } => AuthClass::Forbidden,
         }
     }
 }
@@ -101,6 +149,19 @@ pub fn route(method: &http::Method, path: &str, query: Option<&str>) -> Result<R
             Route::V3 {
                 feed: FeedRef::ProGet(feed),
                 res: v3(rest)?,
+            }
+        }
+        ["api", "packages", feed, op] => {
+            let (feed, op, q) = proget::packages(feed, op, query)?;
+            Route::Packages { feed, op, q }
+        }
+        ["upack", feed, op, rest @ ..] => {
+            let (feed, op, id, version) = proget::upack(feed, op, rest, query)?;
+            Route::Upack {
+                feed,
+                op,
+                id,
+                version,
             }
         }
         _ => return Err(RouteError::NotFound),

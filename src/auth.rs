@@ -1,0 +1,133 @@
+//! Client authentication: which key a request presents, and whether the
+//! route lets it through. Off when no client keys are configured.
+
+use base64::Engine;
+
+use crate::error::AppError;
+use crate::routes::{query, AuthClass};
+use crate::secret::Secret;
+
+/// The configured client keys.
+pub struct Auth {
+    keys: Vec<Secret>,
+}
+
+impl Auth {
+    pub fn new(keys: Vec<Secret>) -> Self {
+        Auth { keys }
+    }
+
+    pub fn enabled(&self) -> bool {
+        !self.keys.is_empty()
+    }
+
+    /// Lets a request through, or says how to refuse it: 401 with a Basic
+    /// challenge for NuGet clients (they only send stored credentials after
+    /// one), 403 for ProGet's APIs, as ProGet itself answers.
+    pub fn check(
+        &self,
+        class: AuthClass,
+        headers: &http::HeaderMap,
+        query: Option<&str>,
+    ) -> Result<(), AppError> {
+        if !self.enabled() || class == AuthClass::Public {
+            return Ok(());
+        }
+        let ok = presented(headers, query)
+            .iter()
+            .any(|p| self.keys.iter().any(|k| k.matches(p)));
+        match (ok, class) {
+            (true, _) | (_, AuthClass::Public) => Ok(()),
+            (false, AuthClass::Challenge) => Err(AppError::Unauthorized),
+            (false, AuthClass::Forbidden) => Err(AppError::Forbidden),
+        }
+    }
+}
+
+/// Every key a request offers: `X-ApiKey`, `X-NuGet-ApiKey`, the password of
+/// HTTP Basic (ProGet's user is `api`; any user name is accepted, since the
+/// key alone is the secret), and `key=` in the query.
+fn presented(headers: &http::HeaderMap, q: Option<&str>) -> Vec<String> {
+    let mut out = Vec::new();
+    for name in ["x-apikey", "x-nuget-apikey"] {
+        for v in headers.get_all(name) {
+            if let Ok(s) = v.to_str() {
+                out.push(s.trim().to_owned());
+            }
+        }
+    }
+    for v in headers.get_all(http::header::AUTHORIZATION) {
+        if let Some(pass) = v.to_str().ok().and_then(basic_password) {
+            out.push(pass);
+        }
+    }
+    if let Some(k) = query::credential(q) {
+        out.push(k);
+    }
+    out
+}
+
+fn basic_password(h: &str) -> Option<String> {
+    let (scheme, b64) = h.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    text.split_once(':').map(|(_, p)| p.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth() -> Auth {
+        Auth::new(Secret::list("good-key"))
+    }
+
+    fn h(pairs: &[(&'static str, &str)]) -> http::HeaderMap {
+        let mut m = http::HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(*k, v.parse().unwrap());
+        }
+        m
+    }
+
+    #[test]
+    fn every_way_to_present_a_key() {
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("api:good-key")
+        );
+        let wrong = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("api:bad")
+        );
+        let a = auth();
+        let c = AuthClass::Forbidden;
+        assert!(a.check(c, &h(&[("x-apikey", "good-key")]), None).is_ok());
+        assert!(a
+            .check(c, &h(&[("x-nuget-apikey", "good-key")]), None)
+            .is_ok());
+        assert!(a.check(c, &h(&[("authorization", &basic)]), None).is_ok());
+        assert!(a.check(c, &h(&[]), Some("name=x&key=good-key")).is_ok());
+        let refused = [
+            (h(&[]), None),
+            (h(&[("x-apikey", "bad")]), None),
+            (h(&[("authorization", &wrong)]), None),
+            (h(&[("authorization", "Bearer good-key")]), None),
+            (h(&[]), Some("key=bad")),
+        ];
+        for (headers, q) in refused {
+            assert!(matches!(a.check(c, &headers, q), Err(AppError::Forbidden)));
+            assert!(matches!(
+                a.check(AuthClass::Challenge, &headers, q),
+                Err(AppError::Unauthorized)
+            ));
+            assert!(a.check(AuthClass::Public, &headers, q).is_ok());
+        }
+        assert!(Auth::new(vec![]).check(c, &h(&[]), None).is_ok());
+    }
+}

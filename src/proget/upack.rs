@@ -1,0 +1,182 @@
+//! `/upack/{feed}/download|download-file|download-vpack`: universal packages
+//! cached whole (checked to be readable zips before they are kept), with
+//! single files served out of the cached copy.
+
+use std::sync::Arc;
+
+use url::form_urlencoded::Serializer;
+
+use crate::app::{App, Body, Reply};
+use crate::cache::{etag_of, now_secs, Found, Freshness, Meta};
+use crate::error::AppError;
+use crate::extract::{check_package, extract, ExtractError, Limits, Package};
+use crate::keys::{CacheKey, FeedRef};
+use crate::metadata::Transform;
+use crate::routes::{semver_of, UpackId, UpackOp, UpackVersion};
+
+impl App {
+    pub(crate) async fn upack(
+        &self,
+        feed: &str,
+        op: &UpackOp,
+        id: &UpackId,
+        version: &UpackVersion,
+    ) -> Result<Reply, AppError> {
+        let version = match version {
+            UpackVersion::Exact(v) => v.clone(),
+            UpackVersion::Latest => self.upack_latest(feed, id).await?,
+        };
+        match op {
+            UpackOp::Download => self.upack_blob(feed, id, &version, false).await,
+            UpackOp::Vpack => self.upack_blob(feed, id, &version, true).await,
+            UpackOp::File(path) => self.upack_file(feed, id, &version, path).await,
+        }
+    }
+
+    /// The newest version, from the packages API's `latest` (metadata: cached
+    /// with the TTL and revalidated), so `?latest` shares the versioned entry.
+    async fn upack_latest(&self, feed: &str, id: &UpackId) -> Result<String, AppError> {
+        let query = {
+            let mut s = Serializer::new(String::new());
+            if !id.group.is_empty() {
+                s.append_pair("group", &id.group.to_ascii_lowercase());
+            }
+            s.append_pair("name", &id.name.to_ascii_lowercase())
+                .finish()
+        };
+        let url = self.proget_url(&["api", "packages", feed, "latest"], Some(&query))?;
+        let feed_ref = FeedRef::ProGet(feed.to_owned());
+        let key = CacheKey::hashed(&feed_ref, "api", "latest", None, &query.to_lowercase());
+        let (entry, _) = self.metadata.get(&key, &url, &Transform::None).await?;
+        let doc: serde_json::Value = serde_json::from_slice(&entry.body)
+            .map_err(|e| AppError::BadUpstream(format!("latest: {e}")))?;
+        let first = match &doc {
+            serde_json::Value::Array(items) => items.first(),
+            obj @ serde_json::Value::Object(_) => Some(obj),
+            _ => None,
+        };
+        let version = first
+            .and_then(|o| o.get("version"))
+            .and_then(|v| v.as_str())
+            .ok_or(AppError::NotFound)?;
+        semver_of(version)
+            .map_err(|_| AppError::BadUpstream(format!("latest: bad version {version}")))
+    }
+
+    fn upack_key_url(
+        &self,
+        feed: &str,
+        id: &UpackId,
+        version: &str,
+        vpack: bool,
+    ) -> Result<(CacheKey, url::Url), AppError> {
+        let key = CacheKey::upack(feed, &id.group, &id.name, version, vpack);
+        let op = if vpack { "download-vpack" } else { "download" };
+        // Lowercased like the key (ProGet matches case-insensitively), so the
+        // upstream URL does not depend on which client came first.
+        let (group, name) = (id.group.to_ascii_lowercase(), id.name.to_ascii_lowercase());
+        let mut segs = vec!["upack", feed, op];
+        segs.extend(group.split('/').filter(|s| !s.is_empty()));
+        segs.push(&name);
+        segs.push(version);
+        Ok((key, self.proget_url(&segs, None)?))
+    }
+
+    /// A whole package (or vpack manifest), cached as immutable content.
+    pub(crate) async fn upack_blob(
+        &self,
+        feed: &str,
+        id: &UpackId,
+        version: &str,
+        vpack: bool,
+    ) -> Result<Reply, AppError> {
+        let (key, url) = self.upack_key_url(feed, id, version, vpack)?;
+        if let Some(reply) = self.cached_blob(&key).await? {
+            return Ok(reply);
+        }
+        let check = if vpack {
+            None
+        } else {
+            Some(check_package as _)
+        };
+        self.fill_reply(&key, url, check).await
+    }
+
+    /// One file out of the cached package; the upstream is asked only when
+    /// the package itself is not cached yet.
+    async fn upack_file(
+        &self,
+        feed: &str,
+        id: &UpackId,
+        version: &str,
+        path: &str,
+    ) -> Result<Reply, AppError> {
+        let (key, url) = self.upack_key_url(feed, id, version, false)?;
+        let (pkg, meta, cache) = match self.cache.get(&key).await? {
+            Some(Found::Memory(m)) => (Package::Bytes(m.body.clone()), m.meta.clone(), "HIT"),
+            Some(Found::Disk(d)) => {
+                let pkg = Package::File {
+                    file: d.file.clone(),
+                    offset: d.offset,
+                    len: d.len,
+                };
+                (pkg, d.meta.clone(), "HIT")
+            }
+            None => {
+                let (fill, _) =
+                    self.cache
+                        .fill_blob(&key, url, self.upstream.clone(), Some(check_package));
+                let (file, offset, len, meta) = fill.reader().complete().await?;
+                (Package::File { file, offset, len }, meta, "MISS")
+            }
+        };
+        let x = &self.config.extract;
+        let limits = Limits {
+            max_file_size: x.max_file_size.as_u64(),
+            max_ratio: x.max_ratio,
+            max_entries: x.max_entries,
+        };
+        let extracted = match extract(pkg, path.to_owned(), limits).await {
+            Ok(e) => e,
+            Err(e @ ExtractError::Corrupt(_)) => {
+                // A cached copy that no longer reads as a zip (damaged on
+                // disk): drop it so the next request fetches it again.
+                tracing::warn!(key = %key, error = %e, "dropping unreadable package");
+                self.cache.remove(&key).await?;
+                return Err(e.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let meta = Meta {
+            freshness: Freshness::Immutable,
+            content_type: content_type(path).into(),
+            content_encoding: None,
+            etag: etag_of(format!("{}|{path}", meta.etag).as_bytes()),
+            upstream_etag: None,
+            last_modified: meta.last_modified.clone(),
+            stored_at: now_secs(),
+            templated: false,
+        };
+        Ok(Reply {
+            meta: Arc::new(meta),
+            body: Body::Extract(extracted),
+            cache,
+        })
+    }
+}
+
+/// A media type from the file extension; unknown types are plain bytes.
+fn content_type(path: &str) -> &'static str {
+    let ext = path.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+    match ext.as_deref() {
+        Some("json") => "application/json",
+        Some("txt" | "md" | "log" | "csv") => "text/plain; charset=utf-8",
+        Some("xml" | "nuspec" | "config") => "application/xml",
+        Some("html" | "htm") => "text/html; charset=utf-8",
+        Some("zip" | "upack" | "nupkg") => "application/zip",
+        Some("gz" | "tgz") => "application/gzip",
+        Some("png") => "image/png",
+        Some("svg") => "image/svg+xml",
+        _ => "application/octet-stream",
+    }
+}

@@ -1,0 +1,60 @@
+//! `feedcache --check`: a good file passes, a bad one fails with a readable message.
+
+use std::process::Command;
+
+fn check(conf: &str, env: &[(&str, &str)]) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("c.toml");
+    std::fs::write(&f, conf).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_feedcache"))
+        .args(["--check", "-c"])
+        .arg(&f)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run feedcache --check");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+#[test]
+fn shipped_config_passes() {
+    let out = Command::new(env!("CARGO_BIN_EXE_feedcache"))
+        .args([
+            "--check",
+            "-c",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/conf/feedcache.toml"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn bad_configs_fail_with_a_message() {
+    let table = [
+        ("bogus = 1\n", "unknown field"),
+        ("[cache]\nmemory_size = \"0B\"\n", "cache.memory_size"),
+        ("[nuget]\nservice_index = \"ftp://x/\"\n", "scheme"),
+        (
+            "[proget]\nurl = \"http://p/\"\napi_key_env = \"FC_CHECK_UNSET\"\n",
+            "FC_CHECK_UNSET",
+        ),
+        ("listen = \"nowhere\"\n", "listen"),
+    ];
+    for (conf, want) in table {
+        let (ok, text) = check(conf, &[]);
+        assert!(!ok, "{conf:?} passed");
+        assert!(text.contains(want), "{conf:?}: {text:?} lacks {want:?}");
+    }
+    let (ok, text) = check(
+        "[proget]\nurl = \"http://p/\"\napi_key_env = \"FC_CHECK_SET\"\n",
+        &[("FC_CHECK_SET", "k")],
+    );
+    assert!(ok, "{text}");
+    assert!(!text.contains("FC_CHECK_SET=k"));
+}
