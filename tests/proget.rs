@@ -273,9 +273,23 @@ async fn universal_packages_download_latest_and_single_files() {
     // Every file came out of the one cached copy.
     assert_eq!(env.proget.hits(up_path), 1);
 
-    let (s, _, b) = get(&p("/upack/assets/download-vpack/tools/virt/2.0.0")).await;
-    assert_eq!(s, 200);
-    assert!(String::from_utf8(b).unwrap().contains("contents"));
+    env.proget.set(
+        "/api/packages/assets/latest?group=tools&name=virt",
+        Behavior::json(r#"[{"group":"tools","name":"virt","version":"2.0.0"}]"#),
+    );
+    for path in [
+        "/upack/assets/download-vpack/tools/virt/2.0.0",
+        "/upack/assets/download-vpack/tools/virt?latest",
+    ] {
+        let (s, _, b) = get(&p(path)).await;
+        assert_eq!(s, 200, "{path}");
+        assert!(String::from_utf8(b).unwrap().contains("contents"), "{path}");
+    }
+    assert_eq!(
+        env.proget
+            .hits("/upack/assets/download-vpack/tools/virt/2.0.0"),
+        1
+    );
     let table: &[(&str, u16)] = &[
         (
             "/upack/assets/download-file/tools/build/cli/1.2.0?path=package/missing.txt",
