@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use sha2::{Digest, Sha256};
 use tempfile::NamedTempFile;
 
 use super::entry::{decode_header, encode_header, HeaderError, Meta};
@@ -23,6 +24,9 @@ pub struct DiskEntry {
     pub offset: u64,
     /// Body length.
     pub len: u64,
+    /// The body as a slice of a read-only mapping of the file, when mapping
+    /// worked; responders send slices of it without copying or blocking.
+    pub map: Option<Bytes>,
 }
 
 /// The disk tier rooted at the configured cache directory.
@@ -44,6 +48,25 @@ fn io_err(path: &Path, e: std::io::Error) -> CacheError {
         path: path.display().to_string(),
         msg: e.to_string(),
     }
+}
+
+/// Maps `file` read-only and returns the body part; `None` if mapping fails
+/// (callers then read with `read_at`).
+fn map_body(file: &File, offset: u64, size: u64) -> Option<Bytes> {
+    let start = usize::try_from(offset).ok()?;
+    Some(map_file(file, size)?.slice(start..))
+}
+
+/// Maps the first `size` bytes of `file` read-only.
+pub(crate) fn map_file(file: &File, size: u64) -> Option<Bytes> {
+    let len = usize::try_from(size).ok()?;
+    // SAFETY: cache files are only ever appended to while in tmp/ (by the
+    // one fill that owns them, within the size they were given), then
+    // renamed into place; they are never truncated or rewritten afterwards
+    // (replacement is by rename, removal by unlink, both of which keep this
+    // inode and its pages intact for existing mappings).
+    let map = unsafe { memmap2::MmapOptions::new().len(len).map(file) }.ok()?;
+    Some(Bytes::from_owner(map))
 }
 
 /// Runs blocking file work off the async workers.
@@ -91,9 +114,13 @@ impl DiskTier {
         Ok(DiskTier { data, tmp })
     }
 
-    /// Where an entry lives. Keys are built from validated components only.
+    /// Where an entry lives: `data/ab/cd/abcd…` from a hash of the key. A
+    /// flat, hashed layout keeps lookups to three short path components and
+    /// lets nearly every new entry land in a directory that already exists
+    /// (creating per-package directories dominated the cost of cold misses).
     pub fn path_for(&self, key: &CacheKey) -> PathBuf {
-        self.data.join(key.as_str())
+        let h = hex::encode(Sha256::digest(key.as_str().as_bytes()));
+        self.data.join(&h[..2]).join(&h[2..4]).join(&h)
     }
 
     /// Opens an entry; a missing file is `None`, a corrupt one is removed and `None`.
@@ -120,6 +147,7 @@ impl DiskTier {
             };
             match parsed {
                 Ok((meta, offset)) => Ok(Some(DiskEntry {
+                    map: map_body(&file, offset, size),
                     file: Arc::new(file),
                     meta: Arc::new(meta),
                     offset,
@@ -185,6 +213,12 @@ impl TempEntry {
             .map_err(|e| io_err(self.named.path(), e))
     }
 
+    /// Sizes the file to `len` so it can be mapped before the body arrives;
+    /// `false` when the file system refuses (then readers use `read_at`).
+    pub fn presize(&self, len: u64) -> Result<bool, CacheError> {
+        Ok(self.shared.set_len(len).is_ok())
+    }
+
     /// Flushes data to stable storage, then renames into place: after a crash the
     /// entry is either absent or complete.
     pub fn commit_to(self, target: &Path) -> Result<(), CacheError> {
@@ -192,12 +226,16 @@ impl TempEntry {
             .as_file()
             .sync_data()
             .map_err(|e| io_err(self.named.path(), e))?;
+        // Rename first: the directory nearly always exists already.
+        let named = match self.named.persist(target) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.error.kind() == std::io::ErrorKind::NotFound => e.file,
+            Err(e) => return Err(io_err(target, e.error)),
+        };
         if let Some(parent) = target.parent() {
             fs::create_dir_all(parent).map_err(|e| io_err(parent, e))?;
         }
-        self.named
-            .persist(target)
-            .map_err(|e| io_err(target, e.error))?;
+        named.persist(target).map_err(|e| io_err(target, e.error))?;
         Ok(())
     }
 }

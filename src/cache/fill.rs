@@ -9,22 +9,29 @@ use futures_util::StreamExt;
 use tokio::sync::watch;
 use url::Url;
 
-use super::disk::{blocking, read_at, DiskEntry};
+use super::disk::{blocking, map_file, read_at, DiskEntry};
 use super::entry::{encode_header, now_secs, Freshness, MemEntry, Meta};
 use super::{Cache, Joined};
 use crate::error::AppError;
+use crate::extract::Package;
 use crate::keys::CacheKey;
 use crate::upstream::{classify, Request, Upstream, UpstreamError};
 
 /// Data is appended to the temp file in blocks of this size; readers see
 /// progress block by block.
 const WRITE_BLOCK: usize = 256 * 1024;
+/// Bodies up to this size (with a known length) are fetched whole into
+/// memory instead of streamed through a file: cheaper, and the delay before
+/// the first byte is a fraction of a millisecond on any sane upstream link.
+const SMALL_FILL: u64 = 256 * 1024;
+/// Largest slice of a mapped fill a client takes at once.
+const MAP_READ: usize = 1024 * 1024;
 /// Largest read a client does at once from a growing or complete file.
 pub const READ_BLOCK: usize = 256 * 1024;
 
-/// A check of a complete body (file, offset, length) run before it is
-/// published; an `Err` fails the fill and nothing is cached.
-pub type BodyCheck = fn(Arc<File>, u64, u64) -> Result<(), String>;
+/// A check of a complete body run before it is published; an `Err` fails
+/// the fill and nothing is cached.
+pub type BodyCheck = fn(Package) -> Result<(), String>;
 
 /// Where a fill is.
 #[derive(Debug, Clone)]
@@ -38,6 +45,9 @@ pub enum FillState {
         offset: u64,
         expected: Option<u64>,
         written: u64,
+        /// The body region mapped (when the length was known up front):
+        /// readers slice it instead of reading the file.
+        map: Option<Bytes>,
     },
     /// The whole body is in `file`; `len` is final.
     Complete {
@@ -45,6 +55,12 @@ pub enum FillState {
         meta: Arc<Meta>,
         offset: u64,
         len: u64,
+        map: Option<Bytes>,
+    },
+    /// A small body, complete and in memory (it was never streamed via a file).
+    Memory {
+        meta: Arc<Meta>,
+        body: Bytes,
     },
     Failed(AppError),
 }
@@ -81,6 +97,9 @@ impl FillReader {
                     return Ok((meta.clone(), *expected))
                 }
                 FillState::Complete { meta, len, .. } => return Ok((meta.clone(), Some(*len))),
+                FillState::Memory { meta, body } => {
+                    return Ok((meta.clone(), Some(body.len() as u64)))
+                }
                 FillState::Failed(e) => return Err(e.clone()),
             }
             self.changed().await?;
@@ -91,19 +110,44 @@ impl FillReader {
     /// incomplete and the client's response must be aborted.
     pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, AppError> {
         loop {
-            let (file, start, available, done) = match &*self.rx.borrow_and_update() {
-                FillState::Waiting => (None, 0, 0, false),
+            let (file, start, available, done, map) = match &*self.rx.borrow_and_update() {
+                FillState::Waiting => (None, 0, 0, false, None),
                 FillState::Streaming {
                     file,
                     offset,
                     written,
+                    map,
                     ..
-                } => (Some(file.clone()), *offset, *written, false),
+                } => (Some(file.clone()), *offset, *written, false, map.clone()),
                 FillState::Complete {
-                    file, offset, len, ..
-                } => (Some(file.clone()), *offset, *len, true),
+                    file,
+                    offset,
+                    len,
+                    map,
+                    ..
+                } => (Some(file.clone()), *offset, *len, true, map.clone()),
+                FillState::Memory { body, .. } => {
+                    let start = usize::try_from(self.pos)
+                        .unwrap_or(body.len())
+                        .min(body.len());
+                    self.pos = body.len() as u64;
+                    return Ok((start < body.len()).then(|| body.slice(start..)));
+                }
                 FillState::Failed(e) => return Err(e.clone()),
             };
+            if let (Some(map), true) = (&map, self.pos < available) {
+                let from = usize::try_from(self.pos).unwrap_or(usize::MAX);
+                let to = usize::try_from(available.min(self.pos + MAP_READ as u64))
+                    .unwrap_or(usize::MAX)
+                    .min(map.len());
+                if from >= to {
+                    return Err(AppError::BadUpstream(
+                        "mapping shorter than recorded".into(),
+                    ));
+                }
+                self.pos = to as u64;
+                return Ok(Some(map.slice(from..to)));
+            }
             if let Some(file) = file {
                 if self.pos < available {
                     let n = usize::try_from(available - self.pos)
@@ -127,7 +171,7 @@ impl FillReader {
     }
 
     /// Waits for the whole body: the file, the body's offset and length in it.
-    pub async fn complete(&mut self) -> Result<(Arc<File>, u64, u64, Arc<Meta>), AppError> {
+    pub async fn complete(&mut self) -> Result<(Package, Arc<Meta>), AppError> {
         loop {
             match &*self.rx.borrow_and_update() {
                 FillState::Complete {
@@ -135,7 +179,18 @@ impl FillReader {
                     meta,
                     offset,
                     len,
-                } => return Ok((file.clone(), *offset, *len, meta.clone())),
+                    ..
+                } => {
+                    let pkg = Package::File {
+                        file: file.clone(),
+                        offset: *offset,
+                        len: *len,
+                    };
+                    return Ok((pkg, meta.clone()));
+                }
+                FillState::Memory { meta, body } => {
+                    return Ok((Package::Bytes(body.clone()), meta.clone()))
+                }
                 FillState::Failed(e) => return Err(e.clone()),
                 _ => {}
             }
@@ -200,6 +255,7 @@ impl Cache {
             meta,
             offset,
             len,
+            map,
         }) = self.disk.get(key).await?
         {
             tx.send_replace(FillState::Complete {
@@ -207,6 +263,7 @@ impl Cache {
                 meta,
                 offset,
                 len,
+                map,
             });
             return Ok(());
         }
@@ -216,17 +273,37 @@ impl Cache {
         }
         let expected = resp.content_length();
         let meta = Arc::new(blob_meta(resp.headers(), url, expected));
+        if let Some(n) = expected.filter(|n| *n <= SMALL_FILL && self.memory.admits(*n)) {
+            return self.small_fill(key, url, resp, meta, n, check, tx).await;
+        }
         let temp = self.disk.temp()?;
         let header = encode_header(&meta);
         let offset = header.len() as u64;
         let file = temp.shared.clone();
-        let temp = blocking(move || temp.write_at(&header, 0).map(|_| temp)).await?;
+        // With a known length the file is sized up front and mapped, so
+        // readers take slices of the mapping as blocks land.
+        let (temp, map) = blocking(move || {
+            temp.write_at(&header, 0)?;
+            let map = match expected {
+                Some(n) => temp
+                    .presize(offset + n)?
+                    .then(|| map_file(&temp.shared, offset + n))
+                    .flatten(),
+                None => None,
+            };
+            Ok((
+                temp,
+                map.map(|m| m.slice(usize::try_from(offset).unwrap_or(0)..)),
+            ))
+        })
+        .await?;
         tx.send_replace(FillState::Streaming {
             file: file.clone(),
             meta: meta.clone(),
             offset,
             expected,
             written: 0,
+            map: map.clone(),
         });
 
         // Small bodies are also kept for the memory tier.
@@ -276,8 +353,12 @@ impl Cache {
             }
         }
         if let Some(check) = check {
-            let f = file.clone();
-            blocking(move || Ok(check(f, offset, written)))
+            let pkg = Package::File {
+                file: file.clone(),
+                offset,
+                len: written,
+            };
+            blocking(move || Ok(check(pkg)))
                 .await?
                 .map_err(|m| AppError::from(crate::extract::ExtractError::Corrupt(m)))?;
         }
@@ -286,6 +367,7 @@ impl Cache {
             meta: meta.clone(),
             offset,
             len: written,
+            map,
         });
 
         // Clients already have every byte; a failure to publish only means the
@@ -305,6 +387,61 @@ impl Cache {
                 body: k.freeze(),
             });
             self.memory.insert(key.clone(), entry).await;
+        }
+        Ok(())
+    }
+}
+
+impl Cache {
+    /// A body small enough for the memory tier, announced with its length:
+    /// read whole, handed to waiting clients from memory, then written to
+    /// disk in one step. Streaming it through a file would cost more hops
+    /// than the few milliseconds of buffering it saves.
+    #[allow(clippy::too_many_arguments)]
+    async fn small_fill(
+        &self,
+        key: &CacheKey,
+        url: &Url,
+        resp: reqwest::Response,
+        meta: Arc<Meta>,
+        expected: u64,
+        check: Option<BodyCheck>,
+        tx: &watch::Sender<FillState>,
+    ) -> Result<(), AppError> {
+        let mut buf = BytesMut::with_capacity(usize::try_from(expected).unwrap_or(0));
+        let mut body = resp.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            buf.extend_from_slice(&chunk.map_err(|e| classify(url, &e))?);
+            if buf.len() as u64 > expected {
+                break;
+            }
+        }
+        if buf.len() as u64 != expected {
+            return Err(UpstreamError::Truncated {
+                expected,
+                got: buf.len() as u64,
+            }
+            .into());
+        }
+        let body = buf.freeze();
+        if let Some(check) = check {
+            let pkg = Package::Bytes(body.clone());
+            blocking(move || Ok(check(pkg)))
+                .await?
+                .map_err(|m| AppError::from(crate::extract::ExtractError::Corrupt(m)))?;
+        }
+        tx.send_replace(FillState::Memory {
+            meta: meta.clone(),
+            body: body.clone(),
+        });
+        let entry = Arc::new(MemEntry {
+            meta: meta.clone(),
+            body: body.clone(),
+        });
+        self.memory.insert(key.clone(), entry).await;
+        // Clients are served; a failed write only means a later refetch.
+        if let Err(e) = self.disk.put(key, &meta, body).await {
+            tracing::error!(key = %key, error = %e, "cannot publish cache entry");
         }
         Ok(())
     }

@@ -78,7 +78,10 @@ impl Cache {
             return Ok(Some(Found::Disk(d)));
         }
         let len = usize::try_from(d.len).unwrap_or(usize::MAX);
-        let body = read_at(d.file.clone(), d.offset, len).await?;
+        let body = match &d.map {
+            Some(m) => m.clone(),
+            None => read_at(d.file.clone(), d.offset, len).await?,
+        };
         if body.len() != len {
             return Ok(Some(Found::Disk(d)));
         }

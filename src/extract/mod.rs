@@ -156,16 +156,20 @@ fn run<R: Read + Seek>(
 
 /// Whether a complete package body reads as a zip (its central directory
 /// parses). Run before a fetched package is cached, so a corrupt one is not.
-pub fn check_package(file: Arc<File>, offset: u64, len: u64) -> Result<(), String> {
-    let r = Region {
-        file,
-        start: offset,
-        len,
-        pos: 0,
+pub fn check_package(pkg: Package) -> Result<(), String> {
+    let result = match pkg {
+        Package::File { file, offset, len } => {
+            let r = Region {
+                file,
+                start: offset,
+                len,
+                pos: 0,
+            };
+            zip::ZipArchive::new(r).map(|_| ())
+        }
+        Package::Bytes(b) => zip::ZipArchive::new(io::Cursor::new(b)).map(|_| ()),
     };
-    zip::ZipArchive::new(r)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    result.map_err(|e| e.to_string())
 }
 
 fn check_limits(size: u64, compressed: u64, l: &Limits) -> Result<(), ExtractError> {

@@ -115,10 +115,13 @@ impl App {
         let (pkg, meta, cache) = match self.cache.get(&key).await? {
             Some(Found::Memory(m)) => (Package::Bytes(m.body.clone()), m.meta.clone(), "HIT"),
             Some(Found::Disk(d)) => {
-                let pkg = Package::File {
-                    file: d.file.clone(),
-                    offset: d.offset,
-                    len: d.len,
+                let pkg = match &d.map {
+                    Some(m) => Package::Bytes(m.clone()),
+                    None => Package::File {
+                        file: d.file.clone(),
+                        offset: d.offset,
+                        len: d.len,
+                    },
                 };
                 (pkg, d.meta.clone(), "HIT")
             }
@@ -126,8 +129,8 @@ impl App {
                 let (fill, _) =
                     self.cache
                         .fill_blob(&key, url, self.upstream.clone(), Some(check_package));
-                let (file, offset, len, meta) = fill.reader().complete().await?;
-                (Package::File { file, offset, len }, meta, "MISS")
+                let (pkg, meta) = fill.reader().complete().await?;
+                (pkg, meta, "MISS")
             }
         };
         let x = &self.config.extract;

@@ -15,6 +15,9 @@ use crate::rewrite::render;
 
 /// Disk reads are done in blocks this large.
 const DISK_BLOCK: usize = 256 * 1024;
+/// Mapped bodies are handed to the connection in slices this large, so one
+/// big response does not hold a worker for its whole length at once.
+const MAP_BLOCK: usize = 1024 * 1024;
 
 /// What was sent, for the access log.
 #[derive(Debug, Default, Clone, Copy)]
@@ -116,6 +119,25 @@ pub async fn write_reply(session: &mut Session, reply: Reply, public_base: &str)
             let part = b.slice(usize::try_from(start).unwrap_or(0).min(end)..end);
             sent = part.len() as u64;
             session.write_response_body(Some(part), true).await?;
+        }
+        Body::Disk(d) if d.map.is_some() => {
+            let map = d.map.unwrap_or_default();
+            let end = usize::try_from(start + len.unwrap_or(0))
+                .unwrap_or(map.len())
+                .min(map.len());
+            let mut pos = usize::try_from(start).unwrap_or(end).min(end);
+            if pos == end {
+                session.write_response_body(None, true).await?;
+            }
+            // Slices of the mapping: no copy until the socket write.
+            while pos < end {
+                let next = (pos + MAP_BLOCK).min(end);
+                sent += (next - pos) as u64;
+                session
+                    .write_response_body(Some(map.slice(pos..next)), next == end)
+                    .await?;
+                pos = next;
+            }
         }
         Body::Disk(d) => {
             let end = start + len.unwrap_or(0);
