@@ -1,11 +1,18 @@
-//! Microbenchmarks of the pure request path: key normalization, routing,
-//! registration rewriting and per-request rendering.
+//! Microbenchmarks: key normalization, routing, registration rewriting
+//! (plain and gzip) and per-request rendering, one file out of a 50 MB
+//! package, and memory-tier and disk-tier hits.
+
+use std::io::Write;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
 
+use feedcache::cache::{Cache, DiskTier, Freshness, MemoryTier, Meta};
+use feedcache::extract::{extract, Limits, Package};
 use feedcache::feeds::FeedIndex;
+use feedcache::keys::CacheKey;
 use feedcache::keys::{normalize_id, normalize_version, FeedRef};
 use feedcache::rewrite::render;
 use feedcache::routes::route;
@@ -59,7 +66,121 @@ fn benches(c: &mut Criterion) {
     g.bench_function("render", |b| {
         b.iter(|| render(black_box(&template), "http://127.0.0.1:5000"))
     });
+    // A gzip hive: decompress (with the size cap), then rewrite.
+    let gz = {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(page.as_bytes()).unwrap();
+        e.finish().unwrap()
+    };
+    g.bench_function("gunzip_rewrite", |b| {
+        b.iter(|| {
+            let plain = feedcache::metadata::gunzip(black_box(&gz), 64 << 20).unwrap();
+            idx.rewriter.rewrite_json(&plain)
+        })
+    });
     g.finish();
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    extraction(c, &rt);
+    tiers(c, &rt);
+}
+
+/// One 64 KiB file out of a 50 MB package (50 incompressible 1 MB files plus
+/// small ones): central directory lookup, inflate, stream.
+fn extraction(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default();
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    for i in 0..50 {
+        w.start_file(format!("package/big/{i}.bin"), opts).unwrap();
+        let chunk: Vec<u8> = (0..1 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        w.write_all(&chunk).unwrap();
+    }
+    for i in 0..200 {
+        w.start_file(format!("package/small/{i}.txt"), opts)
+            .unwrap();
+        w.write_all(&vec![b'a' + (i % 26) as u8; 64 << 10]).unwrap();
+    }
+    let pkg = Bytes::from(w.finish().unwrap().into_inner());
+    let limits = Limits {
+        max_file_size: 1 << 30,
+        max_ratio: 100_000,
+        max_entries: 100_000,
+    };
+    let mut g = c.benchmark_group("extract_from_50MB");
+    g.throughput(criterion::Throughput::Bytes(64 << 10));
+    g.bench_function("one_64KiB_entry", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let mut x = extract(
+                    Package::Bytes(pkg.clone()),
+                    "package/small/7.txt".into(),
+                    limits,
+                )
+                .await
+                .unwrap();
+                let mut n = 0;
+                while let Some(chunk) = x.body.recv().await {
+                    n += chunk.unwrap().len();
+                }
+                assert_eq!(n, 64 << 10);
+            })
+        })
+    });
+    g.finish();
+}
+
+/// A hit in each tier, as the request path does it (`Cache::get`).
+fn tiers(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
+    let dir = tempfile::tempdir().unwrap();
+    // Memory tier admits entries up to 4 KiB here, so the 1 MiB one is disk-only.
+    let cache = Arc::new(Cache::new(
+        MemoryTier::new(64 << 20, 4 << 10),
+        DiskTier::open(dir.path()).unwrap(),
+    ));
+    let meta = Meta {
+        freshness: Freshness::Immutable,
+        content_type: "application/octet-stream".into(),
+        content_encoding: None,
+        etag: "\"x\"".into(),
+        upstream_etag: None,
+        last_modified: None,
+        stored_at: 0,
+        templated: false,
+    };
+    let small = CacheKey::from("bench/small".to_string());
+    let big = CacheKey::from("bench/big".to_string());
+    rt.block_on(async {
+        cache
+            .put(&small, meta.clone(), Bytes::from(vec![1u8; 2048]))
+            .await
+            .unwrap();
+        cache
+            .put(&big, meta.clone(), Bytes::from(vec![2u8; 1 << 20]))
+            .await
+            .unwrap();
+        assert!(matches!(
+            cache.get(&big).await.unwrap(),
+            Some(feedcache::cache::Found::Disk(_))
+        ));
+    });
+    c.bench_function("tier_hit/memory_2KiB", |b| {
+        b.iter(|| rt.block_on(async { cache.get(black_box(&small)).await.unwrap().unwrap() }))
+    });
+    c.bench_function("tier_hit/disk_1MiB", |b| {
+        b.iter(|| rt.block_on(async { cache.get(black_box(&big)).await.unwrap().unwrap() }))
+    });
 }
 
 criterion_group!(core, benches);

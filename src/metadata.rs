@@ -208,18 +208,22 @@ impl MetadataStore {
         Ok(out.freeze())
     }
 
-    /// Decompresses, refusing output beyond `max_size` (a gzip bomb).
     fn gunzip(&self, raw: &[u8]) -> Result<Bytes, AppError> {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(raw)
-            .take(self.max_size + 1)
-            .read_to_end(&mut out)
-            .map_err(|e| AppError::BadUpstream(format!("bad gzip: {e}")))?;
-        if out.len() as u64 > self.max_size {
-            return Err(AppError::BadUpstream("metadata document too large".into()));
-        }
-        Ok(Bytes::from(out))
+        gunzip(raw, self.max_size)
     }
+}
+
+/// Decompresses, refusing output beyond `max_size` (a gzip bomb).
+pub fn gunzip(raw: &[u8], max_size: u64) -> Result<Bytes, AppError> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(raw)
+        .take(max_size + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| AppError::BadUpstream(format!("bad gzip: {e}")))?;
+    if out.len() as u64 > max_size {
+        return Err(AppError::BadUpstream("metadata document too large".into()));
+    }
+    Ok(Bytes::from(out))
 }
 
 fn looks_like_json(content_type: &str, body: &[u8]) -> bool {

@@ -30,11 +30,19 @@ pub struct DiskEntry {
 }
 
 /// The disk tier rooted at the configured cache directory.
-#[derive(Debug)]
 pub struct DiskTier {
     data: PathBuf,
     tmp: PathBuf,
+    /// Recently opened entries, so hot disk entries cost no open(), header
+    /// parse or mmap per request, and all requests share one mapping.
+    /// Every write or removal through this tier invalidates its key.
+    open: moka::sync::Cache<CacheKey, DiskEntry>,
 }
+
+/// Open entries kept (each holds a file descriptor and a mapping).
+const OPEN_ENTRIES: u64 = 512;
+/// An open entry unused this long is closed.
+const OPEN_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A file being filled in `tmp/`; dropped without `commit`, it is deleted.
 pub struct TempEntry {
@@ -111,7 +119,11 @@ impl DiskTier {
             fs::remove_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
         }
         fs::create_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
-        Ok(DiskTier { data, tmp })
+        let open = moka::sync::Cache::builder()
+            .max_capacity(OPEN_ENTRIES)
+            .time_to_idle(OPEN_IDLE)
+            .build();
+        Ok(DiskTier { data, tmp, open })
     }
 
     /// Where an entry lives: `data/ab/cd/abcd…` from a hash of the key. A
@@ -125,8 +137,11 @@ impl DiskTier {
 
     /// Opens an entry; a missing file is `None`, a corrupt one is removed and `None`.
     pub async fn get(&self, key: &CacheKey) -> Result<Option<DiskEntry>, CacheError> {
+        if let Some(e) = self.open.get(key) {
+            return Ok(Some(e));
+        }
         let path = self.path_for(key);
-        blocking(move || {
+        let found = blocking(move || {
             let file = match File::open(&path) {
                 Ok(f) => f,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -160,7 +175,19 @@ impl DiskTier {
                 }
             }
         })
-        .await
+        .await?;
+        if let Some(e) = &found {
+            self.open.insert(key.clone(), e.clone());
+        }
+        Ok(found)
+    }
+
+    /// Publishes a filled temp file as the entry for `key`.
+    pub async fn commit(&self, key: &CacheKey, temp: TempEntry) -> Result<(), CacheError> {
+        let target = self.path_for(key);
+        let r = blocking(move || temp.commit_to(&target)).await;
+        self.open.invalidate(key);
+        r
     }
 
     /// Writes a whole entry atomically.
@@ -168,18 +195,21 @@ impl DiskTier {
         let mut temp = self.temp()?;
         let header = encode_header(meta);
         let target = self.path_for(key);
-        blocking(move || {
+        let r = blocking(move || {
             let f = temp.named.as_file_mut();
             f.write_all(&header)
                 .and_then(|_| f.write_all(&body))
                 .map_err(|e| io_err(temp.named.path(), e))?;
             temp.commit_to(&target)
         })
-        .await
+        .await;
+        self.open.invalidate(key);
+        r
     }
 
     /// Removes an entry if present.
     pub async fn remove(&self, key: &CacheKey) -> Result<(), CacheError> {
+        self.open.invalidate(key);
         let path = self.path_for(key);
         blocking(move || match fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(&path, e)),
@@ -275,7 +305,13 @@ mod tests {
         );
         assert_eq!(*e.meta, meta());
 
+        assert_eq!(&e.map.as_deref().unwrap()[..], b"hello");
+
+        // Damage found after a restart (files are never rewritten in place
+        // while running): the entry is dropped, not served.
+        drop(e);
         std::fs::write(tier.path_for(&key), b"garbage that is not an entry").unwrap();
+        let tier = DiskTier::open(dir.path()).unwrap();
         assert!(tier.get(&key).await.unwrap().is_none());
         assert!(!tier.path_for(&key).exists(), "corrupt entry removed");
     }

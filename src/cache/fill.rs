@@ -376,8 +376,7 @@ impl Cache {
             tracing::error!(key = %key, "temp file still shared; not cached");
             return Ok(());
         };
-        let disk_path = self.disk.path_for(key);
-        if let Err(e) = blocking(move || temp.commit_to(&disk_path)).await {
+        if let Err(e) = self.disk.commit(key, temp).await {
             tracing::error!(key = %key, error = %e, "cannot publish cache entry");
             return Ok(());
         }

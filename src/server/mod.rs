@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
-use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::ServerConf;
 
 use crate::app::App;
@@ -76,15 +76,36 @@ impl ProxyHttp for Proxy {
         ctx.sent = match reply {
             Ok(reply) => {
                 ctx.cache = reply.cache;
-                let base = public_base(
-                    self.app.config.public_url.as_ref().map(url::Url::as_str),
-                    header(session, "x-forwarded-proto"),
-                    header(session, "x-forwarded-host"),
-                    header(session, "host"),
-                    &self.fallback_host,
-                    false,
-                );
-                write_reply(session, reply, &base).await?
+                // Only rewritten documents need the base URL; skip the work
+                // on the package path.
+                let base = if reply.meta.templated {
+                    public_base(
+                        self.app.config.public_url.as_ref().map(url::Url::as_str),
+                        header(session, "x-forwarded-proto"),
+                        header(session, "x-forwarded-host"),
+                        header(session, "host"),
+                        &self.fallback_host,
+                        false,
+                    )
+                } else {
+                    String::new()
+                };
+                match write_reply(session, reply, &base).await {
+                    Ok(sent) => sent,
+                    // The client went away mid-response: nothing to report,
+                    // and the connection must not be reused.
+                    Err(e)
+                        if matches!(
+                            e.etype(),
+                            ErrorType::WriteError | ErrorType::ConnectionClosed
+                        ) =>
+                    {
+                        tracing::debug!(path = uri.path(), error = %e, "client gone");
+                        session.set_keepalive(None);
+                        return Ok(true);
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             Err(e) => {
                 if e.status() >= 500 {
