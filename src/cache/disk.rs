@@ -305,7 +305,7 @@ mod tests {
         );
         assert_eq!(*e.meta, meta());
 
-        assert_eq!(&e.map.as_deref().unwrap()[..], b"hello");
+        assert_eq!(e.map.as_deref().unwrap(), b"hello");
 
         // Damage found after a restart (files are never rewritten in place
         // while running): the entry is dropped, not served.
