@@ -148,6 +148,7 @@ fn tiers(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     let cache = Arc::new(Cache::new(
         MemoryTier::new(64 << 20, 4 << 10),
         DiskTier::open(dir.path()).unwrap(),
+        std::time::Duration::from_secs(30),
     ));
     let meta = Meta {
         freshness: Freshness::Immutable,

@@ -51,12 +51,12 @@ pub struct App {
 
 impl App {
     pub fn new(config: Config, cache: Arc<Cache>, upstream: Upstream, auth: Auth) -> Arc<Self> {
-        let metadata = MetadataStore::new(
-            cache.clone(),
-            upstream.clone(),
-            config.cache.metadata_ttl,
-            config.cache.max_metadata_size.as_u64(),
-        );
+        let policy = crate::metadata::Policy {
+            ttl: config.cache.metadata_ttl,
+            max_stale: config.cache.max_stale,
+            max_size: config.cache.max_metadata_size.as_u64(),
+        };
+        let metadata = MetadataStore::new(cache.clone(), upstream.clone(), policy);
         Arc::new(App {
             config,
             cache,
@@ -172,6 +172,16 @@ impl App {
         if let Some(reply) = self.cached_blob(&key).await? {
             return Ok(reply);
         }
+        if let Some(rechecked) = self.cache.negative.get(&key) {
+            // The upstream said 404 a moment ago. A version published since
+            // must not stay invisible: re-read the version list once, and
+            // repeat the 404 only if it still does not list this version.
+            if rechecked || !self.version_listed(feed, id, version).await? {
+                self.cache.negative.insert(key, true);
+                return Err(AppError::NotFound);
+            }
+            self.cache.negative.invalidate(&key);
+        }
         let (idx, _, _) = self.feed_index(feed).await?;
         let name = match file {
             FlatFile::Nupkg => format!("{id}/{version}/{id}.{version}.nupkg"),
@@ -181,6 +191,35 @@ impl App {
         };
         let url = join(flat_base(&idx)?, &name)?;
         self.fill_reply(&key, url, None).await
+    }
+
+    /// Whether the upstream's current version list (revalidated now) has
+    /// `version` of `id`.
+    async fn version_listed(
+        &self,
+        feed: &FeedRef,
+        id: &str,
+        version: &str,
+    ) -> Result<bool, AppError> {
+        let (idx, _, _) = self.feed_index(feed).await?;
+        let url = join(flat_base(&idx)?, &format!("{id}/index.json"))?;
+        let key = CacheKey::flat_index(feed, id);
+        let entry = match self.metadata.revalidate(&key, &url, &Transform::None).await {
+            Ok((entry, _)) => entry,
+            Err(AppError::NotFound) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let doc: serde_json::Value = serde_json::from_slice(&entry.body)
+            .map_err(|e| AppError::BadUpstream(format!("version list: {e}")))?;
+        let listed = doc
+            .get("versions")
+            .and_then(|v| v.as_array())
+            .is_some_and(|vs| {
+                vs.iter()
+                    .filter_map(|v| v.as_str())
+                    .any(|v| crate::keys::normalize_version(v).is_ok_and(|n| n == version))
+            });
+        Ok(listed)
     }
 
     /// Immutable content already cached, or being fetched right now.

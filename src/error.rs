@@ -79,6 +79,9 @@ impl AppError {
             AppError::NotFound => "not found".into(),
             AppError::Unconfigured(what) => format!("{what} is not configured"),
             AppError::Upstream(UpstreamError::Timeout(_)) => "upstream timed out".into(),
+            AppError::Upstream(UpstreamError::CircuitOpen(_)) => {
+                "upstream unavailable (failing fast)".into()
+            }
             AppError::Upstream(_) | AppError::BadUpstream(_) => "upstream failed".into(),
             AppError::Cache(_) => "cache error".into(),
             AppError::RangeNotSatisfiable(_) => "range not satisfiable".into(),

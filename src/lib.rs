@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod breaker;
 pub mod cache;
 pub mod cli;
 pub mod config;

@@ -31,6 +31,9 @@ pub enum Outcome {
     Hit,
     Miss,
     Revalidated,
+    /// Past its TTL, answered at once while a refresh runs in the background
+    /// (or while the upstream is down), within `max_stale`.
+    Stale,
 }
 
 impl Outcome {
@@ -39,6 +42,7 @@ impl Outcome {
             Outcome::Hit => "HIT",
             Outcome::Miss => "MISS",
             Outcome::Revalidated => "REVALIDATED",
+            Outcome::Stale => "STALE",
         }
     }
 }
@@ -50,29 +54,66 @@ pub struct MetadataStore {
     cache: Arc<Cache>,
     upstream: Upstream,
     ttl: Duration,
+    /// How long past its TTL a document may still be served.
+    max_stale: Duration,
     max_size: u64,
     flights: Inflight<Flight>,
 }
 
+/// Freshness settings of the metadata store.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    pub ttl: Duration,
+    pub max_stale: Duration,
+    pub max_size: u64,
+}
+
 impl MetadataStore {
-    pub fn new(cache: Arc<Cache>, upstream: Upstream, ttl: Duration, max_size: u64) -> Arc<Self> {
+    pub fn new(cache: Arc<Cache>, upstream: Upstream, policy: Policy) -> Arc<Self> {
         Arc::new(MetadataStore {
             cache,
             upstream,
-            ttl,
-            max_size,
+            ttl: policy.ttl,
+            max_stale: policy.max_stale,
+            max_size: policy.max_size,
             flights: Inflight::default(),
         })
     }
 
-    /// The document for `key`: cached while fresh, else fetched or revalidated
-    /// once however many clients ask at the same time.
+    /// The document for `key`: cached while fresh; past its TTL (up to
+    /// `max_stale`) answered at once while one background refresh runs;
+    /// otherwise fetched or revalidated once however many clients ask.
     pub async fn get(
         self: &Arc<Self>,
         key: &CacheKey,
         url: &Url,
         transform: &Transform,
     ) -> Result<(Arc<MemEntry>, Outcome), AppError> {
+        self.get_with(key, url, transform, false).await
+    }
+
+    /// Asks the upstream now even if the cached copy is fresh (coalesced with
+    /// any refresh in flight), e.g. before answering that a version is absent.
+    pub async fn revalidate(
+        self: &Arc<Self>,
+        key: &CacheKey,
+        url: &Url,
+        transform: &Transform,
+    ) -> Result<(Arc<MemEntry>, Outcome), AppError> {
+        self.cache.negative.invalidate(key);
+        self.get_with(key, url, transform, true).await
+    }
+
+    async fn get_with(
+        self: &Arc<Self>,
+        key: &CacheKey,
+        url: &Url,
+        transform: &Transform,
+        force: bool,
+    ) -> Result<(Arc<MemEntry>, Outcome), AppError> {
+        if self.cache.negative.contains_key(key) {
+            return Err(AppError::NotFound);
+        }
         let cached = match self.cache.get(key).await? {
             Some(Found::Memory(m)) => Some(m),
             Some(Found::Disk(d)) => {
@@ -85,11 +126,36 @@ impl MetadataStore {
             }
             None => None,
         };
-        if let Some(m) = &cached {
-            if !m.meta.is_expired(self.ttl.as_secs(), now_secs()) {
+        if let (Some(m), false) = (&cached, force) {
+            let age = now_secs().saturating_sub(m.meta.stored_at);
+            if m.meta.freshness != Freshness::Metadata || age < self.ttl.as_secs() {
                 return Ok((m.clone(), Outcome::Hit));
             }
+            if age < self.ttl.as_secs().saturating_add(self.max_stale.as_secs()) {
+                // Stale-while-revalidate: this client does not wait; the
+                // refresh (or its failure, if the upstream is down) is the
+                // next client's concern.
+                drop(self.start(key, url, transform, cached.clone()));
+                return Ok((m.clone(), Outcome::Stale));
+            }
         }
+        let mut rx = self.start(key, url, transform, cached);
+        let r = rx
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| AppError::BadUpstream("metadata fetch vanished".into()))?;
+        r.clone()
+            .unwrap_or_else(|| Err(AppError::BadUpstream("metadata fetch vanished".into())))
+    }
+
+    /// Joins the refresh of `key` in flight, or starts one in its own task.
+    fn start(
+        self: &Arc<Self>,
+        key: &CacheKey,
+        url: &Url,
+        transform: &Transform,
+        cached: Option<Arc<MemEntry>>,
+    ) -> Flight {
         let joined = self.flights.join_or_start(key, || {
             let (tx, rx) = watch::channel(None);
             let this = self.clone();
@@ -108,15 +174,9 @@ impl MetadataStore {
             });
             rx
         });
-        let mut rx = match joined {
+        match joined {
             Joined::Existing(rx) | Joined::Started(rx) => rx,
-        };
-        let r = rx
-            .wait_for(Option::is_some)
-            .await
-            .map_err(|_| AppError::BadUpstream("metadata fetch vanished".into()))?;
-        r.clone()
-            .unwrap_or_else(|| Err(AppError::BadUpstream("metadata fetch vanished".into())))
+        }
     }
 
     async fn refresh(
@@ -144,10 +204,12 @@ impl MetadataStore {
             }
         }
         if status == 404 || status == 410 {
-            // The upstream no longer has it: drop what we had.
+            // The upstream no longer has it: drop what we had, and remember
+            // the answer for a while (negative caching).
             if cached.is_some() {
                 self.cache.remove(key).await?;
             }
+            self.cache.negative.insert(key.clone(), false);
             return Err(AppError::NotFound);
         }
         if status != 200 {

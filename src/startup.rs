@@ -46,7 +46,7 @@ pub fn run(config: Config) -> Result<std::convert::Infallible, StartError> {
     let client_keys = config.auth.keys()?;
     let credential = config.proget.url.as_ref().zip(proget_key.as_ref());
     let upstream = Upstream::new(&config.upstream, credential)?;
-    let cache = Arc::new(Cache::new(memory, disk));
+    let cache = Arc::new(Cache::new(memory, disk, config.cache.negative_ttl));
     tracing::info!(
         listen = %listen,
         upstream = %config.nuget.service_index,

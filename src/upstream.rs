@@ -31,6 +31,9 @@ pub enum UpstreamError {
     Tls(String),
     #[error("bad redirect from {0}")]
     Redirect(String),
+    /// The host failed repeatedly and is being left alone for a while.
+    #[error("{0} is considered down; failing fast")]
+    CircuitOpen(String),
 }
 
 /// Optional request headers for one upstream GET.
@@ -48,6 +51,7 @@ pub struct Upstream {
     client: reqwest::Client,
     /// The ProGet API key and the one origin it may be sent to.
     credential: Option<Arc<(url::Origin, http::HeaderValue)>>,
+    breakers: Arc<crate::breaker::Breakers>,
 }
 
 impl Upstream {
@@ -105,7 +109,15 @@ impl Upstream {
             }
             None => None,
         };
-        Ok(Upstream { client, credential })
+        let breakers = Arc::new(crate::breaker::Breakers::new(
+            cfg.breaker_failures,
+            cfg.breaker_cooldown,
+        ));
+        Ok(Upstream {
+            client,
+            credential,
+            breakers,
+        })
     }
 
     /// Sends one GET, following redirects; any final status is returned to
@@ -130,7 +142,16 @@ impl Upstream {
                     b = b.header("X-ApiKey", cred.1.clone());
                 }
             }
-            let resp = b.send().await.map_err(|e| classify(&url, &e))?;
+            let host = url.origin().ascii_serialization();
+            if !self.breakers.admit(&host, std::time::Instant::now()) {
+                return Err(UpstreamError::CircuitOpen(host_of(&url)));
+            }
+            let sent = b.send().await;
+            // Connection trouble and 5xx count against the host; any other
+            // answer (404 included) shows it is up.
+            let ok = sent.as_ref().is_ok_and(|r| !r.status().is_server_error());
+            self.breakers.record(&host, ok, std::time::Instant::now());
+            let resp = sent.map_err(|e| classify(&url, &e))?;
             let redirect = matches!(resp.status().as_u16(), 301 | 302 | 303 | 307 | 308);
             if !redirect {
                 return Ok(resp);

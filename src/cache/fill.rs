@@ -269,7 +269,11 @@ impl Cache {
         }
         let resp = upstream.get(url, &Request::default()).await?;
         if !resp.status().is_success() {
-            return Err(AppError::from_upstream_status(url, resp.status().as_u16()));
+            let e = AppError::from_upstream_status(url, resp.status().as_u16());
+            if matches!(e, AppError::NotFound) {
+                self.negative.insert(key.clone(), false);
+            }
+            return Err(e);
         }
         let expected = resp.content_length();
         let meta = Arc::new(blob_meta(resp.headers(), url, expected));

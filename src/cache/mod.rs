@@ -55,14 +55,23 @@ pub struct Cache {
     pub disk: DiskTier,
     /// Streaming package fills.
     pub blobs: Inflight<Arc<Fill>>,
+    /// Keys the upstream recently answered 404 for (negative caching); 5xx,
+    /// timeouts and truncated bodies never land here.
+    /// The flag says whether a 404 was already re-checked (see `App::flat_file`).
+    pub negative: moka::sync::Cache<CacheKey, bool>,
 }
 
 impl Cache {
-    pub fn new(memory: MemoryTier, disk: DiskTier) -> Self {
+    /// `negative_ttl`: how long an upstream 404 is remembered.
+    pub fn new(memory: MemoryTier, disk: DiskTier, negative_ttl: std::time::Duration) -> Self {
         Cache {
             memory,
             disk,
             blobs: Inflight::default(),
+            negative: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(negative_ttl)
+                .build(),
         }
     }
 

@@ -94,6 +94,14 @@ pub struct CacheConfig {
     /// Largest metadata document accepted from an upstream (after decompression);
     /// bigger ones are refused with 502 rather than buffered.
     pub max_metadata_size: ByteSize,
+    /// How long past its TTL metadata is still served (marked `X-Cache: STALE`)
+    /// while it is refreshed in the background or the upstream is down.
+    #[serde(with = "humantime_serde")]
+    pub max_stale: Duration,
+    /// How long an upstream 404 is remembered (negative caching). A version
+    /// the cached version list does not know is revalidated before a 404.
+    #[serde(with = "humantime_serde")]
+    pub negative_ttl: Duration,
 }
 
 impl Default for CacheConfig {
@@ -104,6 +112,8 @@ impl Default for CacheConfig {
             memory_max_entry: ByteSize::mib(4),
             metadata_ttl: Duration::from_secs(120),
             max_metadata_size: ByteSize::mib(64),
+            max_stale: Duration::from_secs(7 * 24 * 3600),
+            negative_ttl: Duration::from_secs(30),
         }
     }
 }
@@ -121,6 +131,12 @@ pub struct UpstreamConfig {
     /// Extra PEM file of CA certificates trusted besides the system roots
     /// (a corporate TLS-inspecting proxy or an internal ProGet).
     pub ca_file: Option<PathBuf>,
+    /// Consecutive failures (connect errors, timeouts, 5xx) after which an
+    /// upstream host is considered down and requests to it fail fast.
+    pub breaker_failures: u32,
+    /// How long a host considered down is left alone before one probe request.
+    #[serde(with = "humantime_serde")]
+    pub breaker_cooldown: Duration,
 }
 
 impl Default for UpstreamConfig {
@@ -129,6 +145,8 @@ impl Default for UpstreamConfig {
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(60),
             ca_file: None,
+            breaker_failures: 5,
+            breaker_cooldown: Duration::from_secs(15),
         }
     }
 }
@@ -205,6 +223,15 @@ impl Config {
         }
         if self.cache.metadata_ttl.is_zero() {
             return Err(invalid("cache.metadata_ttl", "must be greater than zero"));
+        }
+        if self.upstream.breaker_failures == 0 {
+            return Err(invalid(
+                "upstream.breaker_failures",
+                "must be greater than zero",
+            ));
+        }
+        if self.cache.negative_ttl.is_zero() {
+            return Err(invalid("cache.negative_ttl", "must be greater than zero"));
         }
         if self.upstream.connect_timeout.is_zero() {
             return Err(invalid(

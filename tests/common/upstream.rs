@@ -26,6 +26,10 @@ pub enum Behavior {
         split: usize,
         gate: Arc<Notify>,
     },
+    /// Waits, then answers as the inner behavior (a slow upstream).
+    Slow(std::time::Duration, Box<Behavior>),
+    /// Closes the connection without answering (a reset).
+    Reset,
 }
 
 impl Behavior {
@@ -59,6 +63,8 @@ struct State {
     api_keys: Vec<Option<String>>,
     /// When set, requests without this X-ApiKey get 403 (like ProGet).
     required_key: Option<String>,
+    /// When set, every request is answered by closing the connection.
+    down: bool,
 }
 
 /// The running fake upstream; stops when dropped.
@@ -126,6 +132,12 @@ impl FakeUpstream {
     /// X-ApiKey headers of all requests so far (`None` where absent).
     pub fn api_keys(&self) -> Vec<Option<String>> {
         self.state.lock().unwrap().api_keys.clone()
+    }
+
+    /// Takes the upstream down: every request gets its connection closed
+    /// without an answer. `false` brings it back.
+    pub fn set_down(&self, down: bool) {
+        self.state.lock().unwrap().down = down;
     }
 
     /// Answers 403 to every request without this `X-ApiKey`.
@@ -214,14 +226,25 @@ async fn serve(sock: TcpStream, st: Arc<Mutex<State>>, addr: SocketAddr) -> std:
                 s.inm.insert(target.clone(), v.clone());
             }
             let path = target.split('?').next().unwrap_or("").to_owned();
-            let b = s
-                .routes
-                .get(&target)
-                .or_else(|| s.routes.get(&path))
-                .cloned();
+            let b = if s.down {
+                Some(Behavior::Reset)
+            } else {
+                s.routes
+                    .get(&target)
+                    .or_else(|| s.routes.get(&path))
+                    .cloned()
+            };
             (b, refused)
         };
         let base = format!("http://{addr}");
+        let mut behavior = behavior;
+        while let Some(Behavior::Slow(delay, inner)) = behavior {
+            tokio::time::sleep(delay).await;
+            behavior = Some(*inner);
+        }
+        if matches!(behavior, Some(Behavior::Reset)) {
+            return Ok(());
+        }
         if refused {
             write_simple(&mut w, 403, &[], b"bad key").await?;
             continue;
@@ -252,6 +275,8 @@ async fn serve(sock: TcpStream, st: Arc<Mutex<State>>, addr: SocketAddr) -> std:
                 w.flush().await?;
                 return Ok(()); // close mid-body
             }
+            Some(Behavior::Reset) => return Ok(()),
+            Some(Behavior::Slow(..)) => unreachable!("unwrapped above"),
             Some(Behavior::Gated { body, split, gate }) => {
                 write_head(&mut w, 200, &[], Some(body.len())).await?;
                 w.write_all(&body[..split]).await?;
