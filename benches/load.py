@@ -195,6 +195,30 @@ def vm_hwm(pid):
     return 0.0
 
 
+class RssSampler:
+    """Samples feedcache's anonymous and file-backed RSS every 100 ms: VmHWM
+    counts mapped page-cache pages too, which the kernel can drop at will."""
+
+    def __init__(self, pid):
+        import threading
+        self.pid, self.anon, self.file = pid, 0, 0
+        self.stop = threading.Event()
+        self.t = threading.Thread(target=self.run, daemon=True)
+        self.t.start()
+
+    def run(self):
+        while not self.stop.wait(0.1):
+            try:
+                with open(f"/proc/{self.pid}/status") as f:
+                    for line in f:
+                        if line.startswith("RssAnon:"):
+                            self.anon = max(self.anon, int(line.split()[1]) / 1024)
+                        elif line.startswith("RssFile:"):
+                            self.file = max(self.file, int(line.split()[1]) / 1024)
+            except OSError:
+                return
+
+
 def fmt(values, f="{:.0f}"):
     values = [v for v in values if v is not None]
     if not values:
@@ -272,6 +296,7 @@ def main():
                 for _, pid, _ in SIZES:
                     subprocess.run(["curl", "-sf", "-o", "/dev/null", bases[t] + path(t, pid)], check=True)
 
+        sampler = RssSampler(fc.pid)
         lua = os.path.join(w, "cold.lua")
         with open(lua, "w") as f:
             f.write(COLD_LUA)
@@ -307,7 +332,10 @@ def main():
             print_cold(a, cold)
         if "herd" in a.only:
             print_herd(a, herds)
-        print(f"feedcache peak RSS (VmHWM): {rss:.0f} MB with a {a.memory} memory tier")
+        sampler.stop.set()
+        print(f"feedcache peak RSS (VmHWM): {rss:.0f} MB with a {a.memory} memory tier; "
+              f"peak anonymous {sampler.anon:.0f} MB, peak file-backed (mapped page cache) "
+              f"{sampler.file:.0f} MB")
     finally:
         cleanup()
 

@@ -39,8 +39,11 @@ pub struct DiskTier {
     open: moka::sync::Cache<CacheKey, DiskEntry>,
 }
 
-/// Open entries kept (each holds a file descriptor and a mapping).
-const OPEN_ENTRIES: u64 = 512;
+/// Open entries kept, in units of 256 KiB of mapped body (at least one per
+/// entry): at most 512 small entries, and at most 128 MiB of idle mappings,
+/// so mapped page cache does not pile up in the process's RSS.
+const OPEN_UNITS: u64 = 512;
+const OPEN_UNIT: u64 = 256 * 1024;
 /// An open entry unused this long is closed.
 const OPEN_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -120,7 +123,8 @@ impl DiskTier {
         }
         fs::create_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
         let open = moka::sync::Cache::builder()
-            .max_capacity(OPEN_ENTRIES)
+            .max_capacity(OPEN_UNITS)
+            .weigher(|_k, e: &DiskEntry| u32::try_from(1 + e.len / OPEN_UNIT).unwrap_or(u32::MAX))
             .time_to_idle(OPEN_IDLE)
             .build();
         Ok(DiskTier { data, tmp, open })

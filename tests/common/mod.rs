@@ -96,6 +96,26 @@ impl Proxy {
         format!("{}{}", self.base, path)
     }
 
+    /// The process id (for signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the process to exit by itself (after SIGTERM), under `STEP`.
+    pub async fn wait_exit(mut self) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + STEP;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "feedcache did not exit"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Stops the process abruptly (SIGKILL).
     pub fn kill(mut self) {
         let _ = self.child.kill();
