@@ -358,7 +358,7 @@ def print_hits(a, hits):
 
 
 def print_cold(a, cold):
-    print(f"Cold misses (wrk c=32, {a.cold_seconds}s, every request a distinct key)")
+    print(f"Cold misses (wrk c=32, {a.cold_seconds}s, every request a distinct key)\n")
     print("| target | misses/s | p50 ms | p99 ms | × nginx-proxy |")
     print("| --- | --- | --- | --- | --- |")
     ref = [r["rps"] for r in cold["nginx-proxy"]]
@@ -371,7 +371,7 @@ def print_cold(a, cold):
 
 
 def print_herd(a, herds):
-    print(f"Thundering herd: {a.herd} concurrent requests for one cold 50 MB key (curl -Z)")
+    print(f"Thundering herd: {a.herd} concurrent requests for one cold 50 MB key (curl -Z)\n")
     print("| target | last byte s | × nginx-static | complete 200s | origin requests |")
     print("| --- | --- | --- | --- | --- |")
     ref = [h[0] for h in herds["nginx-static"]]
