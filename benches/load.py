@@ -341,7 +341,7 @@ def main():
 
 
 def print_hits(a, hits):
-    print(f"Hits (wrk, {a.seconds}s each; medians of {a.rounds} rounds, min–max in brackets)")
+    print(f"Hits (wrk, {a.seconds}s each; medians of {a.rounds} rounds, min–max in brackets)\n")
     print("| size | conns | target | req/s | p50 ms | p99 ms | MB/s | × nginx-static req/s |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for label, _, _ in SIZES:
