@@ -87,6 +87,7 @@ impl App {
                 body: Body::Bytes(Bytes::from_static(b"ok\n")),
                 cache: "NONE",
             }),
+            Route::Metrics => Ok(self.metrics().await),
             Route::V3 { feed, res } => self.v3(feed, res, query).await,
             Route::Packages { feed, op, q } => self.packages(feed, op, q).await,
             Route::Upack {
@@ -156,6 +157,52 @@ impl App {
                 self.meta_reply(&key, &url, &Transform::Rewrite(idx.rewriter.clone()))
                     .await
             }
+        }
+    }
+
+    /// `/metrics`: counters plus the current size of each cache structure.
+    async fn metrics(&self) -> Reply {
+        let mem_bytes = self.cache.memory.weighted_size().await as f64;
+        let gauges: &[(&str, &str, &[(&str, &str)], f64)] = &[
+            (
+                "feedcache_cache_bytes",
+                "Bytes held by a cache tier.",
+                &[("tier", "memory")],
+                mem_bytes,
+            ),
+            (
+                "feedcache_cache_entries",
+                "Entries held by a cache tier.",
+                &[("tier", "memory")],
+                self.cache.memory.entry_count() as f64,
+            ),
+            (
+                "feedcache_fills_in_flight",
+                "Package downloads from upstreams in progress.",
+                &[],
+                self.cache.blobs.len() as f64,
+            ),
+            (
+                "feedcache_negative_entries",
+                "Upstream 404s currently remembered.",
+                &[],
+                self.cache.negative.entry_count() as f64,
+            ),
+        ];
+        let body = Bytes::from(crate::metrics::get().render(gauges));
+        Reply {
+            meta: Arc::new(Meta {
+                freshness: crate::cache::Freshness::Metadata,
+                content_type: "text/plain; version=0.0.4; charset=utf-8".into(),
+                content_encoding: None,
+                etag: crate::cache::etag_of(&body),
+                upstream_etag: None,
+                last_modified: None,
+                stored_at: 0,
+                templated: false,
+            }),
+            body: Body::Bytes(body),
+            cache: "NONE",
         }
     }
 

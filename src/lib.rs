@@ -12,6 +12,7 @@ pub mod feeds;
 pub mod keys;
 pub mod listen;
 pub mod metadata;
+pub mod metrics;
 pub mod proget;
 pub mod rewrite;
 pub mod routes;

@@ -144,9 +144,19 @@ impl Upstream {
             }
             let host = url.origin().ascii_serialization();
             if !self.breakers.admit(&host, std::time::Instant::now()) {
+                crate::metrics::get().upstream(std::time::Duration::ZERO, Some("circuit_open"));
                 return Err(UpstreamError::CircuitOpen(host_of(&url)));
             }
+            let started = std::time::Instant::now();
             let sent = b.send().await;
+            let kind = match &sent {
+                Ok(r) if r.status().is_server_error() => Some("status_5xx"),
+                Ok(_) => None,
+                Err(e) if e.is_timeout() => Some("timeout"),
+                Err(e) if e.is_connect() => Some("connect"),
+                Err(_) => Some("io"),
+            };
+            crate::metrics::get().upstream(started.elapsed(), kind);
             // Connection trouble and 5xx count against the host; any other
             // answer (404 included) shows it is up.
             let ok = sent.as_ref().is_ok_and(|r| !r.status().is_server_error());

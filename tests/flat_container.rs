@@ -250,3 +250,33 @@ async fn upstream_404_and_bad_input() {
         .unwrap();
     assert_eq!(r.status(), 405);
 }
+
+#[tokio::test]
+async fn metrics_count_hits_misses_and_upstream_requests() {
+    let (_up, proxy, _dir, _) = setup().await;
+    let url = proxy.url("/v3/flatcontainer/demo.pkg/1.0.0/demo.pkg.1.0.0.nupkg");
+    get(&url).await;
+    get(&url).await;
+    let (s, h, b) = get(&proxy.url("/metrics")).await;
+    assert_eq!(s, 200);
+    assert!(h["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let text = String::from_utf8(b).unwrap();
+    for want in [
+        "feedcache_requests_total{route=\"flat_file\",cache=\"MISS\",tier=\"upstream\"} 1",
+        "feedcache_requests_total{route=\"flat_file\",cache=\"HIT\",tier=\"memory\"} 1",
+        "feedcache_upstream_requests_total 2",
+        "feedcache_upstream_seconds_count 2",
+        "feedcache_cache_bytes{tier=\"memory\"}",
+    ] {
+        assert!(text.contains(want), "{want} missing from\n{text}");
+    }
+    let served: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("feedcache_bytes_served_total "))
+        .and_then(|v| v.parse().ok())
+        .expect("bytes served");
+    assert!(served >= 600_000, "{served}");
+}

@@ -31,6 +31,7 @@ impl<H: Clone> Inflight<H> {
     pub fn join_or_start(&self, key: &CacheKey, start: impl FnOnce() -> H) -> Joined<H> {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(h) = map.get(key) {
+            crate::metrics::get().coalesced();
             return Joined::Existing(h.clone());
         }
         let h = start();

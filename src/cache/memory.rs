@@ -49,6 +49,11 @@ impl MemoryTier {
         self.cache.invalidate(key).await;
     }
 
+    /// Entries currently held (approximate; no maintenance run).
+    pub fn entry_count(&self) -> u64 {
+        self.cache.entry_count()
+    }
+
     /// Body bytes currently held (after pending maintenance).
     pub async fn weighted_size(&self) -> u64 {
         self.cache.run_pending_tasks().await;

@@ -17,6 +17,8 @@ pub const MAX_URL_LEN: usize = 4096;
 pub enum Route {
     /// Liveness; never touches an upstream.
     Health,
+    /// Prometheus metrics.
+    Metrics,
     /// A NuGet V3 resource of one feed.
     V3 { feed: FeedRef, res: V3Route },
     /// ProGet's packages API: `/api/packages/{feed}/{op}?...`.
@@ -50,6 +52,7 @@ impl Route {
     pub fn kind(&self) -> &'static str {
         match self {
             Route::Health => "health",
+            Route::Metrics => "metrics",
             Route::V3 { res, .. } => match res {
                 V3Route::ServiceIndex => "service_index",
                 V3Route::FlatIndex { .. } => "flat_index",
@@ -77,7 +80,7 @@ impl Route {
         match self {
             Route::Health => AuthClass::Public,
             Route::V3 { .. } => AuthClass::Challenge,
-            Route::Packages { .. } | Route::Upack { .. } => AuthClass::Forbidden,
+            Route::Packages { .. } | Route::Upack { .. } | Route::Metrics => AuthClass::Forbidden,
         }
     }
 }
@@ -140,6 +143,7 @@ pub fn route(method: &http::Method, path: &str, query: Option<&str>) -> Result<R
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     let r = match segs.as_slice() {
         ["health"] => Route::Health,
+        ["metrics"] => Route::Metrics,
         ["v3", rest @ ..] => Route::V3 {
             feed: FeedRef::Default,
             res: v3(rest)?,

@@ -14,7 +14,7 @@ use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::server::configuration::ServerConf;
 
-use crate::app::App;
+use crate::app::{App, Body};
 use crate::error::AppError;
 use crate::rewrite::public_base;
 use crate::routes::route;
@@ -35,6 +35,8 @@ pub struct Ctx {
     start: Instant,
     route: &'static str,
     cache: &'static str,
+    /// Where the body came from, for metrics.
+    tier: &'static str,
     sent: Sent,
 }
 
@@ -54,6 +56,7 @@ impl ProxyHttp for Proxy {
             start: Instant::now(),
             route: "-",
             cache: "-",
+            tier: "-",
             sent: Sent::default(),
         }
     }
@@ -76,6 +79,12 @@ impl ProxyHttp for Proxy {
         ctx.sent = match reply {
             Ok(reply) => {
                 ctx.cache = reply.cache;
+                ctx.tier = match &reply.body {
+                    Body::Bytes(_) => "memory",
+                    Body::Disk(_) => "disk",
+                    Body::Fill(..) => "upstream",
+                    Body::Extract(_) => "package",
+                };
                 // Only rewritten documents need the base URL; skip the work
                 // on the package path.
                 let base = if reply.meta.templated {
@@ -136,6 +145,13 @@ impl ProxyHttp for Proxy {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
         let req = session.req_header();
+        crate::metrics::get().request(
+            ctx.route,
+            ctx.cache,
+            ctx.tier,
+            ctx.sent.status,
+            ctx.sent.bytes,
+        );
         tracing::info!(
             target: "access",
             method = %req.method,

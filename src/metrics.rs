@@ -1,0 +1,190 @@
+//! Prometheus metrics: process-wide counters updated on the request path
+//! (lock-light: labeled counters sit behind one short mutex), rendered in
+//! the text exposition format at `GET /metrics`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the upstream latency histogram.
+const BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+/// All metrics of the process.
+#[derive(Default)]
+pub struct Metrics {
+    /// (route kind, cache status, tier) → requests.
+    requests: Mutex<BTreeMap<(&'static str, &'static str, &'static str), u64>>,
+    /// HTTP status class → responses.
+    statuses: Mutex<BTreeMap<u16, u64>>,
+    bytes_served: AtomicU64,
+    coalesced: AtomicU64,
+    upstream_requests: AtomicU64,
+    /// Error kind → upstream failures.
+    upstream_errors: Mutex<BTreeMap<&'static str, u64>>,
+    upstream_latency: Mutex<Histogram>,
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::default);
+
+/// The process's metrics.
+pub fn get() -> &'static Metrics {
+    &METRICS
+}
+
+fn bump<K: Ord>(map: &Mutex<BTreeMap<K, u64>>, key: K, by: u64) {
+    *map.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(key)
+        .or_default() += by;
+}
+
+impl Metrics {
+    /// One finished request: route kind, `X-Cache` status, where the body
+    /// came from (`memory`, `disk`, `upstream`, `package`, `-`), status, bytes.
+    pub fn request(
+        &self,
+        route: &'static str,
+        cache: &'static str,
+        tier: &'static str,
+        status: u16,
+        bytes: u64,
+    ) {
+        bump(&self.requests, (route, cache, tier), 1);
+        bump(&self.statuses, status, 1);
+        self.bytes_served.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// A request joined a fetch already in flight instead of starting one.
+    pub fn coalesced(&self) {
+        self.coalesced.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One upstream request and how long it took to its response headers.
+    pub fn upstream(&self, elapsed: Duration, error: Option<&'static str>) {
+        self.upstream_requests.fetch_add(1, Ordering::Relaxed);
+        if let Some(kind) = error {
+            bump(&self.upstream_errors, kind, 1);
+        }
+        let secs = elapsed.as_secs_f64();
+        let mut h = self
+            .upstream_latency
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for (i, le) in BUCKETS.iter().enumerate() {
+            if secs <= *le {
+                h.counts[i] += 1;
+            }
+        }
+        h.count += 1;
+        h.sum += secs;
+    }
+
+    /// The text exposition format; `gauges` are point-in-time values
+    /// (cache sizes) supplied by the caller.
+    pub fn render(&self, gauges: &[(&str, &str, &[(&str, &str)], f64)]) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "# HELP feedcache_requests_total Requests by route kind, cache status and body source.\n# TYPE feedcache_requests_total counter");
+        for ((route, cache, tier), n) in self
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = writeln!(out, "feedcache_requests_total{{route=\"{route}\",cache=\"{cache}\",tier=\"{tier}\"}} {n}");
+        }
+        let _ = writeln!(out, "# HELP feedcache_responses_total Responses by status code.\n# TYPE feedcache_responses_total counter");
+        for (status, n) in self
+            .statuses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = writeln!(out, "feedcache_responses_total{{status=\"{status}\"}} {n}");
+        }
+        let _ = writeln!(out, "# HELP feedcache_bytes_served_total Body bytes sent to clients.\n# TYPE feedcache_bytes_served_total counter\nfeedcache_bytes_served_total {}", self.bytes_served.load(Ordering::Relaxed));
+        let _ = writeln!(out, "# HELP feedcache_coalesced_waiters_total Requests that joined a fetch already in flight.\n# TYPE feedcache_coalesced_waiters_total counter\nfeedcache_coalesced_waiters_total {}", self.coalesced.load(Ordering::Relaxed));
+        let _ = writeln!(out, "# HELP feedcache_upstream_requests_total Requests sent upstream.\n# TYPE feedcache_upstream_requests_total counter\nfeedcache_upstream_requests_total {}", self.upstream_requests.load(Ordering::Relaxed));
+        let _ = writeln!(out, "# HELP feedcache_upstream_errors_total Upstream failures by kind.\n# TYPE feedcache_upstream_errors_total counter");
+        for (kind, n) in self
+            .upstream_errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "feedcache_upstream_errors_total{{kind=\"{kind}\"}} {n}"
+            );
+        }
+        {
+            let h = self
+                .upstream_latency
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let _ = writeln!(out, "# HELP feedcache_upstream_seconds Time to upstream response headers.\n# TYPE feedcache_upstream_seconds histogram");
+            for (i, le) in BUCKETS.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "feedcache_upstream_seconds_bucket{{le=\"{le}\"}} {}",
+                    h.counts[i]
+                );
+            }
+            let _ = writeln!(out, "feedcache_upstream_seconds_bucket{{le=\"+Inf\"}} {}\nfeedcache_upstream_seconds_sum {}\nfeedcache_upstream_seconds_count {}", h.count, h.sum, h.count);
+        }
+        let mut last = "";
+        for (name, help, labels, value) in gauges {
+            if *name != last {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+                last = name;
+            }
+            let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+            if labels.is_empty() {
+                let _ = writeln!(out, "{name} {value}");
+            } else {
+                let _ = writeln!(out, "{name}{{{}}} {value}", labels.join(","));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_histogram_and_gauges() {
+        let m = Metrics::default();
+        m.request("flat_file", "HIT", "memory", 200, 10);
+        m.request("flat_file", "HIT", "memory", 200, 5);
+        m.coalesced();
+        m.upstream(Duration::from_millis(20), None);
+        m.upstream(Duration::from_secs(3), Some("timeout"));
+        let text = m.render(&[(
+            "feedcache_cache_bytes",
+            "Bytes cached.",
+            &[("tier", "memory")],
+            42.0,
+        )]);
+        for want in [
+            "feedcache_requests_total{route=\"flat_file\",cache=\"HIT\",tier=\"memory\"} 2",
+            "feedcache_bytes_served_total 15",
+            "feedcache_coalesced_waiters_total 1",
+            "feedcache_upstream_errors_total{kind=\"timeout\"} 1",
+            "feedcache_upstream_seconds_bucket{le=\"0.025\"} 1",
+            "feedcache_upstream_seconds_bucket{le=\"+Inf\"} 2",
+            "feedcache_cache_bytes{tier=\"memory\"} 42",
+        ] {
+            assert!(text.contains(want), "{want} missing from\n{text}");
+        }
+    }
+}
