@@ -163,7 +163,7 @@ impl App {
     /// `/metrics`: counters plus the current size of each cache structure.
     async fn metrics(&self) -> Reply {
         let mem_bytes = self.cache.memory.weighted_size().await as f64;
-        let gauges: &[(&str, &str, &[(&str, &str)], f64)] = &[
+        let gauges: &[crate::metrics::Gauge<'_>] = &[
             (
                 "feedcache_cache_bytes",
                 "Bytes held by a cache tier.",

@@ -8,6 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
+/// A point-in-time value: name, help text, labels, value.
+pub type Gauge<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], f64);
+
 /// Upper bounds (seconds) of the upstream latency histogram.
 const BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
@@ -90,7 +93,7 @@ impl Metrics {
 
     /// The text exposition format; `gauges` are point-in-time values
     /// (cache sizes) supplied by the caller.
-    pub fn render(&self, gauges: &[(&str, &str, &[(&str, &str)], f64)]) -> String {
+    pub fn render(&self, gauges: &[Gauge<'_>]) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "# HELP feedcache_requests_total Requests by route kind, cache status and body source.\n# TYPE feedcache_requests_total counter");
         for ((route, cache, tier), n) in self
