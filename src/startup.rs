@@ -34,8 +34,22 @@ pub fn init_logging() {
 
 /// Builds everything and serves until a signal stops the process.
 pub fn run(config: Config) -> Result<std::convert::Infallible, StartError> {
-    let listen = parse_listen(&config.listen).map_err(StartError::Listen)?;
-    let listen = resolve_ephemeral(listen).map_err(|e| StartError::Listen(e.to_string()))?;
+    let resolve = |s: &str| -> Result<std::net::SocketAddr, StartError> {
+        let a = parse_listen(s).map_err(StartError::Listen)?;
+        resolve_ephemeral(a).map_err(|e| StartError::Listen(e.to_string()))
+    };
+    let plain = match config.listen.as_str() {
+        "" => None,
+        s => Some(resolve(s)?),
+    };
+    let tls = match (&config.tls.listen, &config.tls.cert, &config.tls.key) {
+        (Some(l), Some(cert), Some(key)) => Some(crate::server::TlsListener {
+            addr: resolve(l)?,
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        _ => None,
+    };
     let disk = DiskTier::open(&config.cache.dir)?;
     let memory = MemoryTier::new(
         config.cache.memory_size.as_u64(),
@@ -48,7 +62,8 @@ pub fn run(config: Config) -> Result<std::convert::Infallible, StartError> {
     let upstream = Upstream::new(&config.upstream, credential)?;
     let cache = Arc::new(Cache::new(memory, disk, config.cache.negative_ttl));
     tracing::info!(
-        listen = %listen,
+        listen = ?plain,
+        tls = ?tls.as_ref().map(|t| t.addr),
         upstream = %config.nuget.service_index,
         proget = config.proget.url.as_ref().map(|u| u.as_str()),
         client_auth = !client_keys.is_empty(),
@@ -56,9 +71,17 @@ pub fn run(config: Config) -> Result<std::convert::Infallible, StartError> {
         "starting feedcache"
     );
     let app = App::new(config, cache, upstream, crate::auth::Auth::new(client_keys));
-    let server = crate::server::build(app, listen);
-    // Tests and scripts read the real port from this line (port 0 = any free).
-    println!("feedcache listening on http://{listen}");
+    let addrs = (plain, tls.as_ref().map(|t| t.addr));
+    let server = crate::server::build(app, plain, tls).map_err(StartError::Listen)?;
+    // Tests and scripts read the real ports from these lines (port 0 = any free).
+    // Written, not println!: a closed stdout must not bring the server down.
+    let mut out = std::io::stdout();
+    if let Some(a) = addrs.0 {
+        let _ = writeln!(out, "feedcache listening on http://{a}");
+    }
+    if let Some(a) = addrs.1 {
+        let _ = writeln!(out, "feedcache listening on https://{a}");
+    }
     let _ = std::io::stdout().flush();
     server.run_forever()
 }

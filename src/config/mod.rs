@@ -8,7 +8,9 @@ use serde::Deserialize;
 use url::Url;
 
 mod proget;
+mod tls;
 pub use proget::{AuthConfig, ExtractConfig, ProGetConfig};
+pub use tls::TlsConfig;
 
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +41,7 @@ pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> Config
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Address the plain-HTTP listener binds, `host:port`. Port 0 picks a free port
-    /// and prints it on stdout.
+    /// and prints it on stdout. Empty: no plain listener (needs `tls.listen`).
     pub listen: String,
     /// Base URL clients reach feedcache by (e.g. `https://nuget.corp.example/`).
     /// When unset, rewritten URLs use the request's X-Forwarded-Proto/-Host or Host.
@@ -58,6 +60,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Limits on serving single files out of cached packages.
     pub extract: ExtractConfig,
+    /// The HTTPS listener.
+    pub tls: TlsConfig,
 }
 
 impl Default for Config {
@@ -72,6 +76,7 @@ impl Default for Config {
             proget: ProGetConfig::default(),
             auth: AuthConfig::default(),
             extract: ExtractConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -189,7 +194,10 @@ impl Config {
 
     /// Checks what serde cannot: URL schemes, non-zero sizes and timeouts.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        crate::listen::parse_listen(&self.listen).map_err(|m| invalid("listen", m))?;
+        if !self.listen.is_empty() {
+            crate::listen::parse_listen(&self.listen).map_err(|m| invalid("listen", m))?;
+        }
+        self.tls.validate(&self.listen)?;
         if let Some(u) = &self.public_url {
             check_http_url(u).map_err(|m| invalid("public_url", m))?;
             if u.query().is_some() || u.fragment().is_some() {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
+use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -92,9 +93,11 @@ impl ProxyHttp for Proxy {
                         self.app.config.public_url.as_ref().map(url::Url::as_str),
                         header(session, "x-forwarded-proto"),
                         header(session, "x-forwarded-host"),
-                        header(session, "host"),
+                        // HTTP/2 carries the host as :authority, not Host.
+                        header(session, "host")
+                            .or_else(|| session.req_header().uri.authority().map(|a| a.as_str())),
                         &self.fallback_host,
-                        false,
+                        session.digest().is_some_and(|d| d.ssl_digest.is_some()),
                     )
                 } else {
                     String::new()
@@ -166,8 +169,20 @@ impl ProxyHttp for Proxy {
     }
 }
 
-/// Builds the pingora server with the HTTP listener on `listen`.
-pub fn build(app: Arc<App>, listen: SocketAddr) -> Server {
+/// The HTTPS listener: address and PEM files.
+pub struct TlsListener {
+    pub addr: SocketAddr,
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+}
+
+/// Builds the pingora server with the plain HTTP listener and/or the HTTPS
+/// listener (HTTP/2 and HTTP/1.1 by ALPN).
+pub fn build(
+    app: Arc<App>,
+    plain: Option<SocketAddr>,
+    tls: Option<TlsListener>,
+) -> std::result::Result<Server, String> {
     let threads = match app.config.threads {
         0 => std::thread::available_parallelism().map_or(1, usize::from),
         n => n,
@@ -198,9 +213,10 @@ pub fn build(app: Arc<App>, listen: SocketAddr) -> Server {
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
+    let fallback = plain.or(tls.as_ref().map(|t| t.addr));
     let proxy = Proxy {
         app,
-        fallback_host: listen.to_string(),
+        fallback_host: fallback.map(|a| a.to_string()).unwrap_or_default(),
     };
     let mut svc = pingora::proxy::http_proxy_service(&server.configuration, proxy);
     // A write buffer that holds the header and a small body together, so a
@@ -208,7 +224,21 @@ pub fn build(app: Arc<App>, listen: SocketAddr) -> Server {
     // of two (pingora's default buffer is one MSS). Per connection; 16 KiB
     // keeps 10k idle keep-alive connections at 160 MiB.
     let buffers = L4BufferSettings::default().write(WRITE_BUFFER);
-    svc.add_listener(ListenerConfig::tcp(listen.to_string()).l4_buffer(buffers));
+    if let Some(listen) = plain {
+        svc.add_listener(ListenerConfig::tcp(listen.to_string()).l4_buffer(buffers));
+    }
+    if let Some(t) = tls {
+        let path = |p: &std::path::Path| p.to_str().map(str::to_owned).ok_or("non-UTF-8 path");
+        let (cert, key) = (path(&t.cert)?, path(&t.key)?);
+        let mut settings = TlsSettings::intermediate(&cert, &key)
+            .map_err(|e| format!("TLS certificate {cert} / key {key}: {e}"))?;
+        settings.enable_h2();
+        svc.add_listener(
+            ListenerConfig::tcp(t.addr.to_string())
+                .tls(settings)
+                .l4_buffer(buffers),
+        );
+    }
     server.add_service(svc);
-    server
+    Ok(server)
 }
