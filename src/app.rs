@@ -88,6 +88,8 @@ impl App {
                 cache: "NONE",
             }),
             Route::Metrics => Ok(self.metrics().await),
+            Route::AdminStats => Ok(self.stats().await),
+            Route::AdminPurge(spec) => self.purge(spec).await,
             Route::V3 { feed, res } => self.v3(feed, res, query).await,
             Route::Packages { feed, op, q } => self.packages(feed, op, q).await,
             Route::Upack {

@@ -10,11 +10,18 @@ use crate::secret::Secret;
 /// The configured client keys.
 pub struct Auth {
     keys: Vec<Secret>,
+    admin: Option<Secret>,
 }
 
 impl Auth {
     pub fn new(keys: Vec<Secret>) -> Self {
-        Auth { keys }
+        Auth { keys, admin: None }
+    }
+
+    /// With an admin key, the admin API exists.
+    pub fn with_admin(mut self, admin: Option<Secret>) -> Self {
+        self.admin = admin;
+        self
     }
 
     pub fn enabled(&self) -> bool {
@@ -30,6 +37,13 @@ impl Auth {
         headers: &http::HeaderMap,
         query: Option<&str>,
     ) -> Result<(), AppError> {
+        if class == AuthClass::Admin {
+            let Some(admin) = &self.admin else {
+                return Err(AppError::NotFound);
+            };
+            let ok = presented(headers, query).iter().any(|p| admin.matches(p));
+            return if ok { Ok(()) } else { Err(AppError::Forbidden) };
+        }
         if !self.enabled() || class == AuthClass::Public {
             return Ok(());
         }
@@ -39,7 +53,7 @@ impl Auth {
         match (ok, class) {
             (true, _) | (_, AuthClass::Public) => Ok(()),
             (false, AuthClass::Challenge) => Err(AppError::Unauthorized),
-            (false, AuthClass::Forbidden) => Err(AppError::Forbidden),
+            (false, AuthClass::Forbidden | AuthClass::Admin) => Err(AppError::Forbidden),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! feedcache: a caching pull-through proxy for NuGet and ProGet package feeds.
 
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod breaker;

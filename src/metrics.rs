@@ -66,6 +66,25 @@ impl Metrics {
         self.bytes_served.fetch_add(bytes, Ordering::Relaxed);
     }
 
+    /// Requests answered as hits, misses and stale hits so far.
+    pub fn cache_counts(&self) -> (u64, u64, u64) {
+        let mut out = (0, 0, 0);
+        for ((_, cache, _), n) in self
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            match *cache {
+                "HIT" | "REVALIDATED" => out.0 += n,
+                "MISS" => out.1 += n,
+                "STALE" => out.2 += n,
+                _ => {}
+            }
+        }
+        out
+    }
+
     /// A request joined a fetch already in flight instead of starting one.
     pub fn coalesced(&self) {
         self.coalesced.fetch_add(1, Ordering::Relaxed);

@@ -32,6 +32,22 @@ pub fn init_logging() {
         .try_init();
 }
 
+/// How often the disk tier is checked against its cap.
+const EVICT_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Keeps the disk tier under its cap from a thread of its own (file removal
+/// is blocking work and must not wait for a request).
+fn spawn_evictor(cache: Arc<Cache>) -> Result<(), StartError> {
+    std::thread::Builder::new()
+        .name("feedcache-evict".into())
+        .spawn(move || loop {
+            std::thread::sleep(EVICT_EVERY);
+            cache.disk.evict();
+        })
+        .map(|_| ())
+        .map_err(|e| StartError::Listen(format!("cannot start the evictor: {e}")))
+}
+
 /// Builds everything and serves until a signal stops the process.
 pub fn run(config: Config) -> Result<std::convert::Infallible, StartError> {
     let resolve = |s: &str| -> Result<std::net::SocketAddr, StartError> {
@@ -50,7 +66,7 @@ pub fn run(config: Config) -> Result<std::convert::Infallible, StartError> {
         }),
         _ => None,
     };
-    let disk = DiskTier::open(&config.cache.dir)?;
+    let disk = DiskTier::open_capped(&config.cache.dir, config.cache.disk_size.as_u64())?;
     let memory = MemoryTier::new(
         config.cache.memory_size.as_u64(),
         config.cache.memory_max_entry.as_u64(),
@@ -58,6 +74,7 @@ pub fn run(config: Config) -> Result<std::convert::Infallible, StartError> {
     // Secrets are read once, here; nothing else sees where they came from.
     let proget_key = config.proget.api_key()?;
     let client_keys = config.auth.keys()?;
+    let admin_key = config.admin.key()?;
     let credential = config.proget.url.as_ref().zip(proget_key.as_ref());
     let upstream = Upstream::new(&config.upstream, credential)?;
     let cache = Arc::new(Cache::new(memory, disk, config.cache.negative_ttl));
@@ -70,7 +87,9 @@ pub fn run(config: Config) -> Result<std::convert::Infallible, StartError> {
         cache_dir = %config.cache.dir.display(),
         "starting feedcache"
     );
-    let app = App::new(config, cache, upstream, crate::auth::Auth::new(client_keys));
+    spawn_evictor(cache.clone())?;
+    let auth = crate::auth::Auth::new(client_keys).with_admin(admin_key);
+    let app = App::new(config, cache, upstream, auth);
     let addrs = (plain, tls.as_ref().map(|t| t.addr));
     let server = crate::server::build(app, plain, tls).map_err(StartError::Listen)?;
     // Tests and scripts read the real ports from these lines (port 0 = any free).

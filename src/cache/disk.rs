@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use tempfile::NamedTempFile;
 
 use super::entry::{decode_header, encode_header, HeaderError, Meta};
+use super::index::DiskIndex;
 use super::CacheError;
 use crate::keys::CacheKey;
 
@@ -37,7 +38,15 @@ pub struct DiskTier {
     /// parse or mmap per request, and all requests share one mapping.
     /// Every write or removal through this tier invalidates its key.
     open: moka::sync::Cache<CacheKey, DiskEntry>,
+    /// What is on disk, for eviction, purges and statistics.
+    pub index: Arc<DiskIndex>,
+    /// Bytes the tier may hold; 0 = no cap.
+    cap: u64,
 }
+
+/// Eviction brings the tier down to this share of the cap, so it does not
+/// run again on the very next write.
+const EVICT_TO_PERCENT: u64 = 90;
 
 /// Open entries kept, in units of 256 KiB of mapped body (at least one per
 /// entry): at most 512 small entries, and at most 128 MiB of idle mappings,
@@ -59,6 +68,11 @@ fn io_err(path: &Path, e: std::io::Error) -> CacheError {
         path: path.display().to_string(),
         msg: e.to_string(),
     }
+}
+
+/// The file name of an entry: the hex SHA-256 of its key.
+fn name_for(key: &CacheKey) -> String {
+    hex::encode(Sha256::digest(key.as_str().as_bytes()))
 }
 
 /// Maps `file` read-only and returns the body part; `None` if mapping fails
@@ -113,8 +127,14 @@ pub async fn read_at(file: Arc<File>, offset: u64, len: usize) -> Result<Bytes, 
 }
 
 impl DiskTier {
-    /// Opens (creating) the tier and removes temp files a previous run left.
+    /// Opens (creating) the tier and removes temp files a previous run left;
+    /// the index is rebuilt from the files on a background thread.
     pub fn open(root: &Path) -> Result<Self, CacheError> {
+        Self::open_capped(root, 0)
+    }
+
+    /// Like `open`, with a cap in bytes (0 = none) enforced by `evict`.
+    pub fn open_capped(root: &Path, cap: u64) -> Result<Self, CacheError> {
         let data = root.join("data");
         let tmp = root.join("tmp");
         fs::create_dir_all(&data).map_err(|e| io_err(&data, e))?;
@@ -127,7 +147,19 @@ impl DiskTier {
             .weigher(|_k, e: &DiskEntry| u32::try_from(1 + e.len / OPEN_UNIT).unwrap_or(u32::MAX))
             .time_to_idle(OPEN_IDLE)
             .build();
-        Ok(DiskTier { data, tmp, open })
+        let index = Arc::new(DiskIndex::default());
+        let (ix, dir) = (index.clone(), data.clone());
+        std::thread::Builder::new()
+            .name("feedcache-index".into())
+            .spawn(move || ix.rebuild(&dir))
+            .map_err(|e| io_err(&data, e))?;
+        Ok(DiskTier {
+            data,
+            tmp,
+            open,
+            index,
+            cap,
+        })
     }
 
     /// Where an entry lives: `data/ab/cd/abcd…` from a hash of the key. A
@@ -135,16 +167,69 @@ impl DiskTier {
     /// lets nearly every new entry land in a directory that already exists
     /// (creating per-package directories dominated the cost of cold misses).
     pub fn path_for(&self, key: &CacheKey) -> PathBuf {
-        let h = hex::encode(Sha256::digest(key.as_str().as_bytes()));
-        self.data.join(&h[..2]).join(&h[2..4]).join(&h)
+        self.path_of(&name_for(key))
+    }
+
+    fn path_of(&self, name: &str) -> PathBuf {
+        self.data.join(&name[..2]).join(&name[2..4]).join(name)
+    }
+
+    /// Removes least recently used entries while the tier is over its cap
+    /// (down to 90% of it). Returns the number removed. Blocking: call it
+    /// from a blocking thread.
+    pub fn evict(&self) -> usize {
+        let (bytes, _) = self.index.totals();
+        if self.cap == 0 || bytes <= self.cap || !self.index.ready() {
+            return 0;
+        }
+        let target = self.cap / 100 * EVICT_TO_PERCENT;
+        let victims = self.index.victims(bytes - target);
+        for name in &victims {
+            self.drop_file(name, None);
+        }
+        tracing::info!(
+            removed = victims.len(),
+            before = bytes,
+            "evicted from the disk tier"
+        );
+        victims.len()
+    }
+
+    /// Removes every entry whose key satisfies `pred`; returns their keys.
+    /// Blocking.
+    pub fn purge(&self, pred: impl Fn(&str) -> bool) -> Vec<CacheKey> {
+        let found = self.index.matching(pred);
+        let mut keys = Vec::with_capacity(found.len());
+        for (name, key) in found {
+            let key = CacheKey::from(key.to_string());
+            self.drop_file(&name, Some(&key));
+            keys.push(key);
+        }
+        keys
+    }
+
+    fn drop_file(&self, name: &str, key: Option<&CacheKey>) {
+        if let Some(k) = key {
+            self.open.invalidate(k);
+        }
+        let path = self.path_of(name);
+        if let Err(e) = fs::remove_file(&path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove cache entry");
+                return;
+            }
+        }
+        self.index.remove(name);
     }
 
     /// Opens an entry; a missing file is `None`, a corrupt one is removed and `None`.
     pub async fn get(&self, key: &CacheKey) -> Result<Option<DiskEntry>, CacheError> {
+        let name = name_for(key);
         if let Some(e) = self.open.get(key) {
+            self.index.touch(&name);
             return Ok(Some(e));
         }
-        let path = self.path_for(key);
+        let path = self.path_of(&name);
         let found = blocking(move || {
             let file = match File::open(&path) {
                 Ok(f) => f,
@@ -165,7 +250,7 @@ impl DiskTier {
                 other => other,
             };
             match parsed {
-                Ok((meta, offset)) => Ok(Some(DiskEntry {
+                Ok((meta, _, offset)) => Ok(Some(DiskEntry {
                     map: map_body(&file, offset, size),
                     file: Arc::new(file),
                     meta: Arc::new(meta),
@@ -182,6 +267,7 @@ impl DiskTier {
         .await?;
         if let Some(e) = &found {
             self.open.insert(key.clone(), e.clone());
+            self.index.touch(&name);
         }
         Ok(found)
     }
@@ -189,15 +275,22 @@ impl DiskTier {
     /// Publishes a filled temp file as the entry for `key`.
     pub async fn commit(&self, key: &CacheKey, temp: TempEntry) -> Result<(), CacheError> {
         let target = self.path_for(key);
-        let r = blocking(move || temp.commit_to(&target)).await;
+        let r = blocking(move || {
+            let size = temp.shared.metadata().map(|m| m.len()).unwrap_or(0);
+            temp.commit_to(&target).map(|_| size)
+        })
+        .await;
         self.open.invalidate(key);
-        r
+        let size = r?;
+        self.index.insert(&name_for(key), key.as_str(), size);
+        Ok(())
     }
 
     /// Writes a whole entry atomically.
     pub async fn put(&self, key: &CacheKey, meta: &Meta, body: Bytes) -> Result<(), CacheError> {
         let mut temp = self.temp()?;
-        let header = encode_header(meta);
+        let header = encode_header(meta, key.as_str());
+        let size = (header.len() + body.len()) as u64;
         let target = self.path_for(key);
         let r = blocking(move || {
             let f = temp.named.as_file_mut();
@@ -208,18 +301,23 @@ impl DiskTier {
         })
         .await;
         self.open.invalidate(key);
-        r
+        r?;
+        self.index.insert(&name_for(key), key.as_str(), size);
+        Ok(())
     }
 
     /// Removes an entry if present.
     pub async fn remove(&self, key: &CacheKey) -> Result<(), CacheError> {
         self.open.invalidate(key);
-        let path = self.path_for(key);
+        let name = name_for(key);
+        let path = self.path_of(&name);
         blocking(move || match fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(&path, e)),
             _ => Ok(()),
         })
-        .await
+        .await?;
+        self.index.remove(&name);
+        Ok(())
     }
 
     /// A new temp file for a streaming fill.

@@ -74,10 +74,27 @@ pub fn etag_of(body: &[u8]) -> String {
     format!("\"{}\"", hex::encode(&Sha256::digest(body)[..12]))
 }
 
+/// The header as written: the entry's cache key (so the disk index can be
+/// rebuilt and purged by key from the files alone) beside its meta.
+#[derive(Serialize)]
+struct HeaderOut<'a> {
+    key: &'a str,
+    #[serde(flatten)]
+    meta: &'a Meta,
+}
+
+#[derive(Deserialize)]
+struct HeaderIn {
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(flatten)]
+    meta: Meta,
+}
+
 /// Serializes the header that precedes the body in an entry file.
-pub fn encode_header(meta: &Meta) -> Vec<u8> {
+pub fn encode_header(meta: &Meta, key: &str) -> Vec<u8> {
     // Meta has only strings, numbers and enums: serialization cannot fail.
-    let json = serde_json::to_vec(meta).unwrap_or_default();
+    let json = serde_json::to_vec(&HeaderOut { key, meta }).unwrap_or_default();
     let mut out = Vec::with_capacity(MAGIC.len() + 4 + json.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&(json.len() as u32).to_le_bytes());
@@ -93,9 +110,9 @@ pub enum HeaderError {
     Corrupt(&'static str),
 }
 
-/// Parses a header from the start of an entry file; returns the meta and the
-/// body offset.
-pub fn decode_header(buf: &[u8]) -> Result<(Meta, u64), HeaderError> {
+/// Parses a header from the start of an entry file; returns the meta, the
+/// recorded key and the body offset.
+pub fn decode_header(buf: &[u8]) -> Result<(Meta, Option<String>, u64), HeaderError> {
     let fixed = MAGIC.len() + 4;
     if buf.len() < fixed {
         return Err(HeaderError::Short(fixed));
@@ -113,9 +130,9 @@ pub fn decode_header(buf: &[u8]) -> Result<(Meta, u64), HeaderError> {
     if buf.len() < end {
         return Err(HeaderError::Short(end));
     }
-    let meta =
+    let h: HeaderIn =
         serde_json::from_slice(&buf[fixed..end]).map_err(|_| HeaderError::Corrupt("bad meta"))?;
-    Ok((meta, end as u64))
+    Ok((h.meta, h.key, end as u64))
 }
 
 #[cfg(test)]
@@ -137,15 +154,16 @@ mod tests {
 
     #[test]
     fn header_round_trips() {
-        let h = encode_header(&meta());
-        let (m, off) = decode_header(&h).unwrap();
+        let h = encode_header(&meta(), "nuget/flat/a/1.0.0/a.1.0.0.nupkg");
+        let (m, key, off) = decode_header(&h).unwrap();
         assert_eq!(m, meta());
+        assert_eq!(key.as_deref(), Some("nuget/flat/a/1.0.0/a.1.0.0.nupkg"));
         assert_eq!(off as usize, h.len());
     }
 
     #[test]
     fn short_and_corrupt_headers() {
-        let h = encode_header(&meta());
+        let h = encode_header(&meta(), "k");
         assert_eq!(decode_header(&h[..3]), Err(HeaderError::Short(12)));
         assert_eq!(decode_header(&h[..20]), Err(HeaderError::Short(h.len())));
         let mut bad = h.clone();

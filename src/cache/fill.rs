@@ -281,7 +281,7 @@ impl Cache {
             return self.small_fill(key, url, resp, meta, n, check, tx).await;
         }
         let temp = self.disk.temp()?;
-        let header = encode_header(&meta);
+        let header = encode_header(&meta, key.as_str());
         let offset = header.len() as u64;
         let file = temp.shared.clone();
         // With a known length the file is sized up front and mapped, so

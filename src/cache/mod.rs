@@ -3,12 +3,14 @@
 mod disk;
 mod entry;
 mod fill;
+mod index;
 mod inflight;
 mod memory;
 
 pub use disk::{read_at, DiskEntry, DiskTier};
 pub use entry::{etag_of, now_secs, Freshness, MemEntry, Meta};
 pub use fill::{BodyCheck, Fill, FillReader, FillState};
+pub use index::DiskIndex;
 pub use inflight::{Inflight, Joined};
 pub use memory::MemoryTier;
 
@@ -116,6 +118,21 @@ impl Cache {
         });
         self.memory.insert(key.clone(), m.clone()).await;
         Ok(m)
+    }
+
+    /// Removes every entry whose key satisfies `pred` from both tiers and
+    /// forgets remembered 404s; returns the keys removed.
+    pub async fn purge(
+        self: &Arc<Self>,
+        pred: impl Fn(&str) -> bool + Send + 'static,
+    ) -> Result<Vec<CacheKey>, CacheError> {
+        let this = self.clone();
+        let keys = disk::blocking(move || Ok(this.disk.purge(pred))).await?;
+        for k in &keys {
+            self.memory.remove(k).await;
+        }
+        self.negative.invalidate_all();
+        Ok(keys)
     }
 
     /// Drops an entry from both tiers.

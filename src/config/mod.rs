@@ -9,7 +9,7 @@ use url::Url;
 
 mod proget;
 mod tls;
-pub use proget::{AuthConfig, ExtractConfig, ProGetConfig};
+pub use proget::{AdminConfig, AuthConfig, ExtractConfig, ProGetConfig};
 pub use tls::TlsConfig;
 
 /// Why a configuration could not be used.
@@ -46,6 +46,10 @@ pub struct Config {
     /// Base URL clients reach feedcache by (e.g. `https://nuget.corp.example/`).
     /// When unset, rewritten URLs use the request's X-Forwarded-Proto/-Host or Host.
     pub public_url: Option<Url>,
+    /// Transparent mode: host names (e.g. `api.nuget.org`) whose requests are
+    /// answered in nuget.org's own URL layout (`/v3-flatcontainer/...`,
+    /// `/v3/registration5-gz-semver2/...`), for DNS pointed at feedcache.
+    pub transparent_hosts: Vec<String>,
     /// Worker threads for the HTTP front end; 0 means one per CPU.
     pub threads: usize,
     /// Cache tiers and freshness.
@@ -62,6 +66,8 @@ pub struct Config {
     pub extract: ExtractConfig,
     /// The HTTPS listener.
     pub tls: TlsConfig,
+    /// The admin API (purge, statistics).
+    pub admin: AdminConfig,
 }
 
 impl Default for Config {
@@ -69,6 +75,7 @@ impl Default for Config {
         Config {
             listen: "127.0.0.1:5000".into(),
             public_url: None,
+            transparent_hosts: Vec::new(),
             threads: 0,
             cache: CacheConfig::default(),
             upstream: UpstreamConfig::default(),
@@ -77,6 +84,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             extract: ExtractConfig::default(),
             tls: TlsConfig::default(),
+            admin: AdminConfig::default(),
         }
     }
 }
@@ -87,6 +95,9 @@ impl Default for Config {
 pub struct CacheConfig {
     /// Directory of the disk tier; created when missing. Survives restarts.
     pub dir: PathBuf,
+    /// Cap of the disk tier; least recently used entries are evicted in the
+    /// background above it (down to 90%). 0 means no cap.
+    pub disk_size: ByteSize,
     /// Capacity of the in-memory tier, counted in body bytes.
     pub memory_size: ByteSize,
     /// Entries larger than this are served from disk only, so one big package
@@ -113,6 +124,7 @@ impl Default for CacheConfig {
     fn default() -> Self {
         CacheConfig {
             dir: PathBuf::from("./cache"),
+            disk_size: ByteSize::gib(20),
             memory_size: ByteSize::mib(256),
             memory_max_entry: ByteSize::mib(4),
             metadata_ttl: Duration::from_secs(120),
@@ -198,6 +210,18 @@ impl Config {
             crate::listen::parse_listen(&self.listen).map_err(|m| invalid("listen", m))?;
         }
         self.tls.validate(&self.listen)?;
+        for h in &self.transparent_hosts {
+            let ok = !h.is_empty()
+                && h.len() <= 253
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+            if !ok {
+                return Err(invalid(
+                    "transparent_hosts",
+                    format!("`{h}` is not a host name"),
+                ));
+            }
+        }
         if let Some(u) = &self.public_url {
             check_http_url(u).map_err(|m| invalid("public_url", m))?;
             if u.query().is_some() || u.fragment().is_some() {
@@ -255,6 +279,14 @@ impl Config {
         }
         self.proget.validate()?;
         self.auth.keys()?;
+        self.admin.key()?;
+        if self.cache.disk_size.as_u64() != 0 && self.cache.disk_size < self.cache.memory_max_entry
+        {
+            return Err(invalid(
+                "cache.disk_size",
+                "must be 0 (no cap) or at least cache.memory_max_entry",
+            ));
+        }
         self.extract.validate()?;
         if let Some(ca) = &self.upstream.ca_file {
             if !ca.is_file() {

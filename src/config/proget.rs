@@ -102,6 +102,35 @@ impl AuthConfig {
     }
 }
 
+/// The admin API (`/admin/stats`, `/admin/purge`). Without a key it is off.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Environment variable holding the admin key.
+    pub api_key_env: Option<String>,
+    /// File holding the admin key.
+    pub api_key_file: Option<PathBuf>,
+}
+
+impl AdminConfig {
+    /// The admin key, if configured.
+    pub fn key(&self) -> Result<Option<Secret>, ConfigError> {
+        match (&self.api_key_env, &self.api_key_file) {
+            (Some(_), Some(_)) => Err(invalid(
+                "admin.api_key_env",
+                "set either api_key_env or api_key_file, not both",
+            )),
+            (Some(var), None) => Secret::from_env(var)
+                .map(Some)
+                .map_err(|m| invalid("admin.api_key_env", m)),
+            (None, Some(path)) => Secret::from_file(path)
+                .map(Some)
+                .map_err(|m| invalid("admin.api_key_file", m)),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
 /// Limits on reading entries out of cached packages (`download-file`), so a
 /// hostile package cannot exhaust memory, disk or CPU.
 #[derive(Debug, Clone, Deserialize)]

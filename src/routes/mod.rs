@@ -3,6 +3,7 @@
 
 mod proget;
 pub mod query;
+pub mod transparent;
 
 pub use proget::{semver_of, PackageQuery, PackagesOp, UpackId, UpackOp, UpackVersion};
 
@@ -19,6 +20,10 @@ pub enum Route {
     Health,
     /// Prometheus metrics.
     Metrics,
+    /// `/admin/stats`.
+    AdminStats,
+    /// `/admin/purge?feed=&id=&version=` (POST or DELETE).
+    AdminPurge(crate::admin::PurgeSpec),
     /// A NuGet V3 resource of one feed.
     V3 { feed: FeedRef, res: V3Route },
     /// ProGet's packages API: `/api/packages/{feed}/{op}?...`.
@@ -45,6 +50,8 @@ pub enum AuthClass {
     Challenge,
     /// ProGet's APIs answer 403.
     Forbidden,
+    /// Needs the admin key (403), and does not exist without one (404).
+    Admin,
 }
 
 impl Route {
@@ -53,6 +60,8 @@ impl Route {
         match self {
             Route::Health => "health",
             Route::Metrics => "metrics",
+            Route::AdminStats => "admin_stats",
+            Route::AdminPurge(_) => "admin_purge",
             Route::V3 { res, .. } => match res {
                 V3Route::ServiceIndex => "service_index",
                 V3Route::FlatIndex { .. } => "flat_index",
@@ -81,6 +90,7 @@ impl Route {
             Route::Health => AuthClass::Public,
             Route::V3 { .. } => AuthClass::Challenge,
             Route::Packages { .. } | Route::Upack { .. } | Route::Metrics => AuthClass::Forbidden,
+            Route::AdminStats | Route::AdminPurge(_) => AuthClass::Admin,
         }
     }
 }
@@ -144,6 +154,13 @@ pub fn route(method: &http::Method, path: &str, query: Option<&str>) -> Result<R
     let r = match segs.as_slice() {
         ["health"] => Route::Health,
         ["metrics"] => Route::Metrics,
+        ["admin", "stats"] => Route::AdminStats,
+        ["admin", "purge"] => {
+            if method != http::Method::POST && method != http::Method::DELETE {
+                return Err(RouteError::MethodNotAllowed);
+            }
+            return purge_spec(query).map(Route::AdminPurge);
+        }
         ["v3", rest @ ..] => Route::V3 {
             feed: FeedRef::Default,
             res: v3(rest)?,
@@ -174,6 +191,28 @@ pub fn route(method: &http::Method, path: &str, query: Option<&str>) -> Result<R
         return Err(RouteError::MethodNotAllowed);
     }
     Ok(r)
+}
+
+/// `feed`, `id`, `version` of a purge, normalized; at least one is required.
+fn purge_spec(q: Option<&str>) -> Result<crate::admin::PurgeSpec, RouteError> {
+    let pairs = query::parse(q)?;
+    let get = |n: &str| query::get(&pairs, n).filter(|v| !v.is_empty());
+    let feed = match get("feed") {
+        None => None,
+        Some(f) if f.eq_ignore_ascii_case("default") => Some("default".to_string()),
+        Some(f) => Some(normalize_feed_name(f).ok_or_else(|| bad("invalid feed name"))?),
+    };
+    let id = get("id").map(id_of).transpose()?;
+    let version = get("version")
+        .map(|v| normalize_version(v).map_err(|e| bad(e.to_string())))
+        .transpose()?;
+    if version.is_some() && id.is_none() {
+        return Err(bad("version needs id"));
+    }
+    if feed.is_none() && id.is_none() {
+        return Err(bad("give feed, id, or id and version"));
+    }
+    Ok(crate::admin::PurgeSpec { feed, id, version })
 }
 
 fn v3(segs: &[&str]) -> Result<V3Route, RouteError> {

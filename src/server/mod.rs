@@ -19,6 +19,7 @@ use crate::app::{App, Body};
 use crate::error::AppError;
 use crate::rewrite::public_base;
 use crate::routes::route;
+use crate::routes::transparent::{is_transparent, map_path};
 use respond::{write_error, write_reply, Sent};
 
 /// Per-connection write buffer (see `build`).
@@ -65,7 +66,14 @@ impl ProxyHttp for Proxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let uri = session.req_header().uri.clone();
         let method = session.req_header().method.clone();
-        let routed = route(&method, uri.path(), uri.query());
+        // Transparent mode: nuget.org's own layout for its own host name.
+        let host = header(session, "host").or_else(|| uri.authority().map(|a| a.as_str()));
+        let path = if is_transparent(host, &self.app.config.transparent_hosts) {
+            map_path(uri.path())
+        } else {
+            std::borrow::Cow::Borrowed(uri.path())
+        };
+        let routed = route(&method, &path, uri.query());
         let reply = match &routed {
             Ok(r) => {
                 ctx.route = r.kind();

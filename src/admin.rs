@@ -1,0 +1,147 @@
+//! The admin API: purge by package id, id + version, or feed, and cache
+//! statistics. Reachable only with the admin key (`[admin]`).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::app::{App, Body, Reply};
+use crate::cache::{etag_of, Freshness, Meta};
+use crate::error::AppError;
+
+/// What `/admin/purge` removes; at least one field is set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurgeSpec {
+    /// `default` (the `[nuget]` feed) or a ProGet feed name, lowercased.
+    pub feed: Option<String>,
+    /// A normalized package id.
+    pub id: Option<String>,
+    /// A normalized version (needs `id`).
+    pub version: Option<String>,
+}
+
+/// Whether a cache key falls under a purge. Keys look like
+/// `nuget/flat/{id}/...`, `nuget/reg/{tag}/{id}/...`, `proget/{feed}/...`.
+pub fn key_matches(key: &str, spec: &PurgeSpec) -> bool {
+    let segs: Vec<&str> = key.split('/').collect();
+    let (feed, rest) = match segs.as_slice() {
+        ["nuget", rest @ ..] => ("default", rest),
+        ["proget", f, rest @ ..] => (*f, rest),
+        _ => return false,
+    };
+    if spec.feed.as_deref().is_some_and(|f| f != feed) {
+        return false;
+    }
+    let Some(id) = &spec.id else {
+        return true;
+    };
+    match rest {
+        // Version lists and registration documents of the id are purged too,
+        // so that they are fetched afresh with the purged version.
+        ["flat", i, "index.json"] => i == id,
+        ["flat", i, v, ..] => i == id && spec.version.as_deref().is_none_or(|want| want == *v),
+        ["reg", _, i, ..] => i == id,
+        _ => false,
+    }
+}
+
+impl App {
+    /// `/admin/purge`: removes matching entries from both tiers.
+    pub(crate) async fn purge(&self, spec: &PurgeSpec) -> Result<Reply, AppError> {
+        let spec2 = spec.clone();
+        let keys = self.cache.purge(move |k| key_matches(k, &spec2)).await?;
+        tracing::info!(?spec, purged = keys.len(), "purge");
+        Ok(json_reply(serde_json::json!({ "purged": keys.len() })))
+    }
+
+    /// `/admin/stats`: entries and bytes per tier, fills in flight, hit ratio.
+    pub(crate) async fn stats(&self) -> Reply {
+        let (disk_bytes, disk_entries) = self.cache.disk.index.totals();
+        let (hits, misses, stale) = crate::metrics::get().cache_counts();
+        let served = hits + misses + stale;
+        let ratio = if served == 0 {
+            0.0
+        } else {
+            (hits + stale) as f64 / served as f64
+        };
+        json_reply(serde_json::json!({
+            "memory": {
+                "entries": self.cache.memory.entry_count(),
+                "bytes": self.cache.memory.weighted_size().await,
+                "capacity": self.config.cache.memory_size.as_u64(),
+            },
+            "disk": {
+                "entries": disk_entries,
+                "bytes": disk_bytes,
+                "capacity": self.config.cache.disk_size.as_u64(),
+                "index_complete": self.cache.disk.index.ready(),
+            },
+            "fills_in_flight": self.cache.blobs.len(),
+            "negative_entries": self.cache.negative.entry_count(),
+            "requests": { "hits": hits, "misses": misses, "stale": stale },
+            "hit_ratio": ratio,
+        }))
+    }
+}
+
+fn json_reply(v: serde_json::Value) -> Reply {
+    let body = Bytes::from(v.to_string());
+    Reply {
+        meta: Arc::new(Meta {
+            freshness: Freshness::Metadata,
+            content_type: "application/json".into(),
+            content_encoding: None,
+            etag: etag_of(&body),
+            upstream_etag: None,
+            last_modified: None,
+            stored_at: 0,
+            templated: false,
+        }),
+        body: Body::Bytes(body),
+        cache: "NONE",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(feed: Option<&str>, id: Option<&str>, version: Option<&str>) -> PurgeSpec {
+        PurgeSpec {
+            feed: feed.map(Into::into),
+            id: id.map(Into::into),
+            version: version.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn purge_table() {
+        let keys = [
+            "nuget/flat/foo/index.json",
+            "nuget/flat/foo/1.0.0/foo.1.0.0.nupkg",
+            "nuget/flat/foo/2.0.0/foo.2.0.0.nupkg",
+            "nuget/reg/registration5-gz-semver2/foo/abc",
+            "nuget/flat/foobar/1.0.0/foobar.1.0.0.nupkg",
+            "nuget/index.json",
+            "proget/internal/flat/foo/1.0.0/foo.1.0.0.nupkg",
+            "proget/assets/upack/@g/tool/1.0.0/upack",
+        ];
+        let table: Vec<(PurgeSpec, Vec<usize>)> = vec![
+            (spec(None, Some("foo"), None), vec![0, 1, 2, 3, 6]),
+            (spec(None, Some("foo"), Some("1.0.0")), vec![0, 1, 3, 6]),
+            (
+                spec(Some("default"), Some("foo"), Some("2.0.0")),
+                vec![0, 2, 3],
+            ),
+            (spec(Some("internal"), Some("foo"), None), vec![6]),
+            (spec(Some("assets"), None, None), vec![7]),
+            (spec(Some("default"), None, None), vec![0, 1, 2, 3, 4, 5]),
+        ];
+        for (s, want) in table {
+            let got: Vec<usize> = (0..keys.len())
+                .filter(|i| key_matches(keys[*i], &s))
+                .collect();
+            assert_eq!(got, want, "{s:?}");
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! The disk tier's index: which entries exist, their size, key and last use,
+//! rebuilt from the files at start. It drives eviction under `disk_size`,
+//! purges by key prefix and the size statistics; lookups never depend on it
+//! (a file that exists is served even before the rebuild has seen it).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::entry::decode_header;
+
+/// One file in `data/`.
+#[derive(Debug, Clone)]
+struct Item {
+    /// The cache key, when the file records it.
+    key: Option<Arc<str>>,
+    /// Bytes on disk (header and body).
+    size: u64,
+    /// Logical clock of the last use; smaller is older.
+    used: u64,
+}
+
+/// The index of `data/`, keyed by file name (the key's hash).
+#[derive(Default)]
+pub struct DiskIndex {
+    items: Mutex<HashMap<String, Item>>,
+    bytes: AtomicU64,
+    clock: AtomicU64,
+    /// Set once the start-up scan has been merged.
+    ready: AtomicBool,
+}
+
+impl DiskIndex {
+    fn tick(&self) -> u64 {
+        self.clock.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Item>> {
+        self.items.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A file was written (or replaced).
+    pub fn insert(&self, name: &str, key: &str, size: u64) {
+        let item = Item {
+            key: Some(Arc::from(key)),
+            size,
+            used: self.tick(),
+        };
+        if let Some(old) = self.lock().insert(name.to_owned(), item) {
+            self.bytes.fetch_sub(old.size, Ordering::Relaxed);
+        }
+        self.bytes.fetch_add(size, Ordering::Relaxed);
+    }
+
+    /// An entry was read.
+    pub fn touch(&self, name: &str) {
+        let t = self.tick();
+        if let Some(i) = self.lock().get_mut(name) {
+            i.used = t;
+        }
+    }
+
+    /// A file was removed.
+    pub fn remove(&self, name: &str) {
+        if let Some(old) = self.lock().remove(name) {
+            self.bytes.fetch_sub(old.size, Ordering::Relaxed);
+        }
+    }
+
+    /// Bytes and entries on disk (complete once `ready`).
+    pub fn totals(&self) -> (u64, u64) {
+        let n = self.lock().len() as u64;
+        (self.bytes.load(Ordering::Relaxed), n)
+    }
+
+    pub fn ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// The least recently used entries whose sizes add up to at least
+    /// `excess` bytes, oldest first.
+    pub fn victims(&self, excess: u64) -> Vec<String> {
+        let items = self.lock();
+        let mut all: Vec<(&String, &Item)> = items.iter().collect();
+        all.sort_by_key(|(_, i)| i.used);
+        let mut freed = 0;
+        let mut out = Vec::new();
+        for (name, i) in all {
+            if freed >= excess {
+                break;
+            }
+            freed += i.size;
+            out.push(name.clone());
+        }
+        out
+    }
+
+    /// File names and keys of entries whose key satisfies `pred`.
+    pub fn matching(&self, pred: impl Fn(&str) -> bool) -> Vec<(String, Arc<str>)> {
+        self.lock()
+            .iter()
+            .filter_map(|(n, i)| {
+                i.key
+                    .as_ref()
+                    .filter(|k| pred(k))
+                    .map(|k| (n.clone(), k.clone()))
+            })
+            .collect()
+    }
+
+    /// Walks `data/` (two levels of hash directories) and merges what it finds;
+    /// entries written meanwhile keep their newer state. Runs on a blocking
+    /// thread at start.
+    pub fn rebuild(&self, data: &Path) {
+        let mut found = Vec::new();
+        for file in walk(data) {
+            let Ok(meta) = std::fs::metadata(&file) else {
+                continue;
+            };
+            let name = file
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_owned();
+            found.push((name, read_key(&file), meta.len()));
+        }
+        let mut items = self.lock();
+        for (name, key, size) in found {
+            if items.contains_key(&name) {
+                continue;
+            }
+            // Files from before this run are older than anything used since.
+            items.insert(
+                name,
+                Item {
+                    key: key.map(Arc::from),
+                    size,
+                    used: 0,
+                },
+            );
+            self.bytes.fetch_add(size, Ordering::Relaxed);
+        }
+        drop(items);
+        self.ready.store(true, Ordering::Relaxed);
+    }
+}
+
+fn walk(data: &Path) -> Vec<PathBuf> {
+    let dirs = |p: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(p)
+            .map(|rd| rd.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default()
+    };
+    let mut out = Vec::new();
+    for a in dirs(data) {
+        for b in dirs(&a) {
+            out.extend(dirs(&b).into_iter().filter(|f| f.is_file()));
+        }
+    }
+    out
+}
+
+/// The key recorded in an entry file's header, if readable.
+fn read_key(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(_) => return None,
+        }
+    }
+    decode_header(&buf[..n]).ok().and_then(|(_, key, _)| key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lru_victims_and_totals() {
+        let ix = DiskIndex::default();
+        ix.insert("a", "nuget/flat/a/1.0.0/a.nupkg", 100);
+        ix.insert("b", "nuget/flat/b/1.0.0/b.nupkg", 100);
+        ix.insert("c", "proget/f/flat/c/1.0.0/c.nupkg", 100);
+        ix.touch("a");
+        assert_eq!(ix.totals(), (300, 3));
+        assert_eq!(ix.victims(150), vec!["b".to_string(), "c".to_string()]);
+        ix.remove("b");
+        assert_eq!(ix.totals(), (200, 2));
+        let m = ix.matching(|k| k.starts_with("proget/f/"));
+        assert_eq!(m.len(), 1);
+        ix.insert("a", "nuget/flat/a/1.0.0/a.nupkg", 50);
+        assert_eq!(
+            ix.totals(),
+            (150, 2),
+            "replacing an entry replaces its size"
+        );
+    }
+}
