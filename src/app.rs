@@ -165,6 +165,7 @@ impl App {
     /// `/metrics`: counters plus the current size of each cache structure.
     async fn metrics(&self) -> Reply {
         let mem_bytes = self.cache.memory.weighted_size().await as f64;
+        let (disk_bytes, disk_entries) = self.cache.disk.index.totals();
         let gauges: &[crate::metrics::Gauge<'_>] = &[
             (
                 "feedcache_cache_bytes",
@@ -173,10 +174,22 @@ impl App {
                 mem_bytes,
             ),
             (
+                "feedcache_cache_bytes",
+                "Bytes held by a cache tier.",
+                &[("tier", "disk")],
+                disk_bytes as f64,
+            ),
+            (
                 "feedcache_cache_entries",
                 "Entries held by a cache tier.",
                 &[("tier", "memory")],
                 self.cache.memory.entry_count() as f64,
+            ),
+            (
+                "feedcache_cache_entries",
+                "Entries held by a cache tier.",
+                &[("tier", "disk")],
+                disk_entries as f64,
             ),
             (
                 "feedcache_fills_in_flight",

@@ -148,6 +148,9 @@ pub fn route(method: &http::Method, path: &str, query: Option<&str>) -> Result<R
         if !q.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(bad("malformed query string"));
         }
+        // Every value must decode to UTF-8, even where feedcache only
+        // forwards the query (search): refuse here, not upstream.
+        query::parse(Some(q))?;
     }
     let segs = decode_segments(path)?;
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();

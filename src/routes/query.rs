@@ -29,6 +29,16 @@ pub fn parse(query: Option<&str>) -> Result<Vec<(String, String)>, RouteError> {
 }
 
 fn decode(s: &str) -> Result<String, RouteError> {
+    // A `%` must start an escape (`%XX`); anything else is malformed.
+    let b = s.as_bytes();
+    for (i, c) in b.iter().enumerate() {
+        if *c == b'%'
+            && !(b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+        {
+            return Err(bad("malformed query string"));
+        }
+    }
     let plus_as_space = s.replace('+', " ");
     percent_decode(plus_as_space.as_bytes())
         .decode_utf8()
@@ -81,6 +91,8 @@ mod tests {
         assert_eq!(get(&p, "x"), Some("€"));
         assert_eq!(get(&p, "missing"), None);
         assert!(parse(Some("x=%FF")).is_err());
+        assert!(parse(Some("x=%zz")).is_err());
+        assert!(parse(Some("x=100%")).is_err());
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+#[allow(unused_imports)]
 pub use upstream::{Behavior, FakeUpstream};
 
 /// Upper bound for any single step of a test.
