@@ -1,12 +1,9 @@
 //! The admin API: purge by package id, id + version, or feed, and cache
 //! statistics. Reachable only with the admin key (`[admin]`).
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 
-use crate::app::{App, Body, Reply};
-use crate::cache::{etag_of, Freshness, Meta};
+use crate::app::{App, Reply};
 use crate::error::AppError;
 
 /// What `/admin/purge` removes; at least one field is set.
@@ -85,21 +82,7 @@ impl App {
 }
 
 fn json_reply(v: serde_json::Value) -> Reply {
-    let body = Bytes::from(v.to_string());
-    Reply {
-        meta: Arc::new(Meta {
-            freshness: Freshness::Metadata,
-            content_type: "application/json".into(),
-            content_encoding: None,
-            etag: etag_of(&body),
-            upstream_etag: None,
-            last_modified: None,
-            stored_at: 0,
-            templated: false,
-        }),
-        body: Body::Bytes(body),
-        cache: "NONE",
-    }
+    crate::app::generated(Bytes::from(v.to_string()), "application/json")
 }
 
 #[cfg(test)]

@@ -73,20 +73,10 @@ impl App {
         let clean = crate::routes::query::without_credentials(query);
         let query = clean.as_deref();
         match route {
-            Route::Health => Ok(Reply {
-                meta: Arc::new(Meta {
-                    freshness: crate::cache::Freshness::Metadata,
-                    content_type: "text/plain; charset=utf-8".into(),
-                    content_encoding: None,
-                    etag: "\"ok\"".into(),
-                    upstream_etag: None,
-                    last_modified: None,
-                    stored_at: 0,
-                    templated: false,
-                }),
-                body: Body::Bytes(Bytes::from_static(b"ok\n")),
-                cache: "NONE",
-            }),
+            Route::Health => Ok(generated(
+                Bytes::from_static(b"ok\n"),
+                "text/plain; charset=utf-8",
+            )),
             Route::Metrics => Ok(self.metrics().await),
             Route::AdminStats => Ok(self.stats().await),
             Route::AdminPurge(spec) => self.purge(spec).await,
@@ -205,20 +195,7 @@ impl App {
             ),
         ];
         let body = Bytes::from(crate::metrics::get().render(gauges));
-        Reply {
-            meta: Arc::new(Meta {
-                freshness: crate::cache::Freshness::Metadata,
-                content_type: "text/plain; version=0.0.4; charset=utf-8".into(),
-                content_encoding: None,
-                etag: crate::cache::etag_of(&body),
-                upstream_etag: None,
-                last_modified: None,
-                stored_at: 0,
-                templated: false,
-            }),
-            body: Body::Bytes(body),
-            cache: "NONE",
-        }
+        generated(body, "text/plain; version=0.0.4; charset=utf-8")
     }
 
     pub(crate) async fn flat_file(
@@ -362,6 +339,24 @@ fn flat_base(idx: &FeedIndex) -> Result<&Url, AppError> {
 fn join(base: &Url, rel: &str) -> Result<Url, AppError> {
     base.join(rel)
         .map_err(|e| AppError::BadUpstream(format!("cannot build upstream URL: {e}")))
+}
+
+/// A reply feedcache makes itself (health, metrics, admin): never cached.
+pub(crate) fn generated(body: Bytes, content_type: &str) -> Reply {
+    Reply {
+        meta: Arc::new(Meta {
+            freshness: crate::cache::Freshness::Metadata,
+            content_type: content_type.into(),
+            content_encoding: None,
+            etag: crate::cache::etag_of(&body),
+            upstream_etag: None,
+            last_modified: None,
+            stored_at: 0,
+            templated: false,
+        }),
+        body: Body::Bytes(body),
+        cache: "NONE",
+    }
 }
 
 fn found_reply(found: Found) -> Reply {

@@ -27,19 +27,11 @@ pub struct ProGetConfig {
 impl ProGetConfig {
     /// The upstream API key, read from its environment variable or file.
     pub fn api_key(&self) -> Result<Option<Secret>, ConfigError> {
-        match (&self.api_key_env, &self.api_key_file) {
-            (Some(_), Some(_)) => Err(invalid(
-                "proget.api_key_env",
-                "set either api_key_env or api_key_file, not both",
-            )),
-            (Some(var), None) => Secret::from_env(var)
-                .map(Some)
-                .map_err(|m| invalid("proget.api_key_env", m)),
-            (None, Some(path)) => Secret::from_file(path)
-                .map(Some)
-                .map_err(|m| invalid("proget.api_key_file", m)),
-            (None, None) => Ok(None),
-        }
+        one_secret(
+            &self.api_key_env,
+            &self.api_key_file,
+            ("proget.api_key_env", "proget.api_key_file"),
+        )
     }
 
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
@@ -115,19 +107,33 @@ pub struct AdminConfig {
 impl AdminConfig {
     /// The admin key, if configured.
     pub fn key(&self) -> Result<Option<Secret>, ConfigError> {
-        match (&self.api_key_env, &self.api_key_file) {
-            (Some(_), Some(_)) => Err(invalid(
-                "admin.api_key_env",
-                "set either api_key_env or api_key_file, not both",
-            )),
-            (Some(var), None) => Secret::from_env(var)
-                .map(Some)
-                .map_err(|m| invalid("admin.api_key_env", m)),
-            (None, Some(path)) => Secret::from_file(path)
-                .map(Some)
-                .map_err(|m| invalid("admin.api_key_file", m)),
-            (None, None) => Ok(None),
-        }
+        one_secret(
+            &self.api_key_env,
+            &self.api_key_file,
+            ("admin.api_key_env", "admin.api_key_file"),
+        )
+    }
+}
+
+/// A secret given by an environment variable or a file (not both); `fields`
+/// name the two settings in error messages.
+fn one_secret(
+    env: &Option<String>,
+    file: &Option<PathBuf>,
+    fields: (&'static str, &'static str),
+) -> Result<Option<Secret>, ConfigError> {
+    match (env, file) {
+        (Some(_), Some(_)) => Err(invalid(
+            fields.0,
+            "set either the variable or the file, not both",
+        )),
+        (Some(var), None) => Secret::from_env(var)
+            .map(Some)
+            .map_err(|m| invalid(fields.0, m)),
+        (None, Some(path)) => Secret::from_file(path)
+            .map(Some)
+            .map_err(|m| invalid(fields.1, m)),
+        (None, None) => Ok(None),
     }
 }
 

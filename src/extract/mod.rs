@@ -68,13 +68,7 @@ pub async fn extract(
     let (tx, rx) = mpsc::channel(4);
     tokio::task::spawn_blocking(move || match pkg {
         Package::File { file, offset, len } => {
-            let r = Region {
-                file,
-                start: offset,
-                len,
-                pos: 0,
-            };
-            run(r, &path, limits, head_tx, tx);
+            run(Region::new(file, offset, len), &path, limits, head_tx, tx)
         }
         Package::Bytes(b) => run(io::Cursor::new(b), &path, limits, head_tx, tx),
     });
@@ -159,13 +153,7 @@ fn run<R: Read + Seek>(
 pub fn check_package(pkg: Package) -> Result<(), String> {
     let result = match pkg {
         Package::File { file, offset, len } => {
-            let r = Region {
-                file,
-                start: offset,
-                len,
-                pos: 0,
-            };
-            zip::ZipArchive::new(r).map(|_| ())
+            zip::ZipArchive::new(Region::new(file, offset, len)).map(|_| ())
         }
         Package::Bytes(b) => zip::ZipArchive::new(io::Cursor::new(b)).map(|_| ()),
     };
@@ -193,6 +181,17 @@ struct Region {
     start: u64,
     len: u64,
     pos: u64,
+}
+
+impl Region {
+    fn new(file: Arc<File>, start: u64, len: u64) -> Self {
+        Region {
+            file,
+            start,
+            len,
+            pos: 0,
+        }
+    }
 }
 
 impl Read for Region {
