@@ -208,3 +208,20 @@ async fn a_version_published_after_a_404_is_visible_at_once() {
     let (s, _, b) = get(&url).await;
     assert_eq!((s, b.as_slice()), (200, &b"v2"[..]));
 }
+
+#[tokio::test]
+async fn refused_connections_fail_fast_while_the_cache_serves() {
+    let (up, proxy, _dir) = setup_ttl("1h", "").await;
+    let pkg = proxy.url("/v3/flatcontainer/demo.pkg/1.0.0/demo.pkg.1.0.0.nupkg");
+    assert_eq!(get(&pkg).await.0, 200);
+    up.refuse();
+    let start = Instant::now();
+    for i in 0..3 {
+        let (s, _, _) =
+            get(&proxy.url(&format!("/v3/flatcontainer/n{i}/1.0.0/n{i}.1.0.0.nupkg"))).await;
+        assert_eq!(s, 502);
+    }
+    assert!(start.elapsed() < Duration::from_secs(10));
+    let (s, h, _) = get(&pkg).await;
+    assert_eq!((s, h["x-cache"].to_str().unwrap()), (200, "HIT"));
+}

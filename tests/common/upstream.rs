@@ -140,6 +140,13 @@ impl FakeUpstream {
         self.state.lock().unwrap().down = down;
     }
 
+    /// Stops listening (new connections are refused) and closes the ones
+    /// already open at their next request.
+    pub fn refuse(&self) {
+        self.set_down(true);
+        self.task.abort();
+    }
+
     /// Answers 403 to every request without this `X-ApiKey`.
     pub fn require_key(&self, key: &str) {
         self.state.lock().unwrap().required_key = Some(key.to_owned());
