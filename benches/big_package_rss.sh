@@ -40,7 +40,9 @@ run_round() {
     [ "$(cat "$work/sum.$i")" = "$want" ] || { echo "client $i got different bytes"; exit 1; }
   done
 }
-rss() { awk '/VmRSS|VmHWM/ {printf "%s %d MB  ", $1, $2/1024}' "/proc/$fc_pid/status"; echo; }
+# VmRSS/VmHWM count mapped page cache too (bodies are served from mmap);
+# RssAnon is the process's own memory.
+rss() { awk '/VmRSS|VmHWM|RssAnon|RssFile/ {printf "%s %d MB  ", $1, $2/1024}' "/proc/$fc_pid/status"; echo; }
 
 echo "before:           $(rss)"
 ms() { echo $(( $(date +%s%N) / 1000000 )); }
