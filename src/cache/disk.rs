@@ -75,9 +75,18 @@ fn name_for(key: &CacheKey) -> String {
     hex::encode(Sha256::digest(key.as_str().as_bytes()))
 }
 
+/// Files up to this size are served from a mapping; larger ones are read in
+/// blocks. A mapping is faster, but Linux counts every touched page of every
+/// mapping in the process's RSS, and entries this large do not fit the open-
+/// entry cache, so each request would map them anew.
+pub(crate) const MAP_MAX: u64 = 64 * 1024 * 1024;
+
 /// Maps `file` read-only and returns the body part; `None` if mapping fails
-/// (callers then read with `read_at`).
+/// or the file is too large to map (callers then read with `read_at`).
 fn map_body(file: &File, offset: u64, size: u64) -> Option<Bytes> {
+    if size > MAP_MAX {
+        return None;
+    }
     let start = usize::try_from(offset).ok()?;
     Some(map_file(file, size)?.slice(start..))
 }

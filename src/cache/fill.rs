@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use tokio::sync::watch;
 use url::Url;
 
-use super::disk::{blocking, map_file, read_at, DiskEntry};
+use super::disk::{blocking, map_file, read_at, DiskEntry, MAP_MAX};
 use super::entry::{encode_header, now_secs, Freshness, MemEntry, Meta};
 use super::{Cache, Joined};
 use crate::error::AppError;
@@ -289,11 +289,11 @@ impl Cache {
         let (temp, map) = blocking(move || {
             temp.write_at(&header, 0)?;
             let map = match expected {
-                Some(n) => temp
+                Some(n) if offset + n <= MAP_MAX => temp
                     .presize(offset + n)?
                     .then(|| map_file(&temp.shared, offset + n))
                     .flatten(),
-                None => None,
+                _ => None,
             };
             Ok((
                 temp,
