@@ -56,6 +56,16 @@ impl AppError {
         }
     }
 
+    /// Logs a failed background fetch of `key`: upstream and cache failures
+    /// as warnings, "not found" and refusals only at debug level.
+    pub fn log_for(&self, key: &crate::keys::CacheKey, what: &str) {
+        if self.status() >= 500 {
+            tracing::warn!(key = %key, error = %self, "{what}");
+        } else {
+            tracing::debug!(key = %key, error = %self, "{what}");
+        }
+    }
+
     /// The error for a non-success upstream status: 404 and 410 are the
     /// upstream's "no such thing", 400 means the identifiers the client sent
     /// were refused; anything else is the upstream failing.

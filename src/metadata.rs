@@ -117,8 +117,7 @@ impl MetadataStore {
         let cached = match self.cache.get(key).await? {
             Some(Found::Memory(m)) => Some(m),
             Some(Found::Disk(d)) => {
-                let len = usize::try_from(d.len).unwrap_or(usize::MAX);
-                let body = crate::cache::read_at(d.file.clone(), d.offset, len).await?;
+                let body = d.body().await?;
                 Some(Arc::new(MemEntry {
                     meta: d.meta.clone(),
                     body,
@@ -127,11 +126,14 @@ impl MetadataStore {
             None => None,
         };
         if let (Some(m), false) = (&cached, force) {
-            let age = now_secs().saturating_sub(m.meta.stored_at);
-            if m.meta.freshness != Freshness::Metadata || age < self.ttl.as_secs() {
+            let (ttl, now) = (self.ttl.as_secs(), now_secs());
+            if !m.meta.is_expired(ttl, now) {
                 return Ok((m.clone(), Outcome::Hit));
             }
-            if age < self.ttl.as_secs().saturating_add(self.max_stale.as_secs()) {
+            if !m
+                .meta
+                .is_expired(ttl.saturating_add(self.max_stale.as_secs()), now)
+            {
                 // Stale-while-revalidate: this client does not wait; the
                 // refresh (or its failure, if the upstream is down) is the
                 // next client's concern.
@@ -163,11 +165,7 @@ impl MetadataStore {
             tokio::spawn(async move {
                 let r = this.refresh(&key, &url, &transform, cached).await;
                 if let Err(e) = &r {
-                    if e.status() >= 500 {
-                        tracing::warn!(key = %key, error = %e, "metadata fetch failed");
-                    } else {
-                        tracing::debug!(key = %key, error = %e, "metadata fetch failed");
-                    }
+                    e.log_for(&key, "metadata fetch failed");
                 }
                 this.flights.finish(&key);
                 tx.send_replace(Some(r));

@@ -21,13 +21,19 @@ struct Histogram {
     sum: f64,
 }
 
+/// Per-request counters, behind one lock so a request takes it once.
+#[derive(Default)]
+struct Requests {
+    /// (route kind, cache status, tier) → requests.
+    by_kind: BTreeMap<(&'static str, &'static str, &'static str), u64>,
+    /// HTTP status code → responses.
+    by_status: BTreeMap<u16, u64>,
+}
+
 /// All metrics of the process.
 #[derive(Default)]
 pub struct Metrics {
-    /// (route kind, cache status, tier) → requests.
-    requests: Mutex<BTreeMap<(&'static str, &'static str, &'static str), u64>>,
-    /// HTTP status class → responses.
-    statuses: Mutex<BTreeMap<u16, u64>>,
+    requests: Mutex<Requests>,
     bytes_served: AtomicU64,
     coalesced: AtomicU64,
     upstream_requests: AtomicU64,
@@ -61,8 +67,10 @@ impl Metrics {
         status: u16,
         bytes: u64,
     ) {
-        bump(&self.requests, (route, cache, tier), 1);
-        bump(&self.statuses, status, 1);
+        let mut r = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        *r.by_kind.entry((route, cache, tier)).or_default() += 1;
+        *r.by_status.entry(status).or_default() += 1;
+        drop(r);
         self.bytes_served.fetch_add(bytes, Ordering::Relaxed);
     }
 
@@ -73,6 +81,7 @@ impl Metrics {
             .requests
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .by_kind
             .iter()
         {
             match *cache {
@@ -115,23 +124,15 @@ impl Metrics {
     pub fn render(&self, gauges: &[Gauge<'_>]) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "# HELP feedcache_requests_total Requests by route kind, cache status and body source.\n# TYPE feedcache_requests_total counter");
-        for ((route, cache, tier), n) in self
-            .requests
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
+        let requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        for ((route, cache, tier), n) in &requests.by_kind {
             let _ = writeln!(out, "feedcache_requests_total{{route=\"{route}\",cache=\"{cache}\",tier=\"{tier}\"}} {n}");
         }
         let _ = writeln!(out, "# HELP feedcache_responses_total Responses by status code.\n# TYPE feedcache_responses_total counter");
-        for (status, n) in self
-            .statuses
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
+        for (status, n) in &requests.by_status {
             let _ = writeln!(out, "feedcache_responses_total{{status=\"{status}\"}} {n}");
         }
+        drop(requests);
         let _ = writeln!(out, "# HELP feedcache_bytes_served_total Body bytes sent to clients.\n# TYPE feedcache_bytes_served_total counter\nfeedcache_bytes_served_total {}", self.bytes_served.load(Ordering::Relaxed));
         let _ = writeln!(out, "# HELP feedcache_coalesced_waiters_total Requests that joined a fetch already in flight.\n# TYPE feedcache_coalesced_waiters_total counter\nfeedcache_coalesced_waiters_total {}", self.coalesced.load(Ordering::Relaxed));
         let _ = writeln!(out, "# HELP feedcache_upstream_requests_total Requests sent upstream.\n# TYPE feedcache_upstream_requests_total counter\nfeedcache_upstream_requests_total {}", self.upstream_requests.load(Ordering::Relaxed));

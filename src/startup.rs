@@ -20,6 +20,8 @@ pub enum StartError {
     Upstream(#[from] crate::upstream::UpstreamError),
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    #[error("cannot start a thread: {0}")]
+    Thread(std::io::Error),
 }
 
 /// Logs to stderr; `RUST_LOG` overrides the default level (info).
@@ -45,7 +47,7 @@ fn spawn_evictor(cache: Arc<Cache>) -> Result<(), StartError> {
             cache.disk.evict();
         })
         .map(|_| ())
-        .map_err(|e| StartError::Listen(format!("cannot start the evictor: {e}")))
+        .map_err(StartError::Thread)
 }
 
 /// Builds everything and serves until a signal stops the process.
@@ -87,7 +89,9 @@ pub fn run(config: Config) -> Result<std::convert::Infallible, StartError> {
         cache_dir = %config.cache.dir.display(),
         "starting feedcache"
     );
-    spawn_evictor(cache.clone())?;
+    if config.cache.disk_size.as_u64() > 0 {
+        spawn_evictor(cache.clone())?;
+    }
     let auth = crate::auth::Auth::new(client_keys).with_admin(admin_key);
     let app = App::new(config, cache, upstream, auth);
     let addrs = (plain, tls.as_ref().map(|t| t.addr));

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tempfile::NamedTempFile;
 
-use super::entry::{decode_header, encode_header, HeaderError, Meta};
+use super::entry::{decode_header, encode_header, Header, HeaderError, Meta};
 use super::index::DiskIndex;
 use super::CacheError;
 use crate::keys::CacheKey;
@@ -28,6 +28,19 @@ pub struct DiskEntry {
     /// The body as a slice of a read-only mapping of the file, when mapping
     /// worked; responders send slices of it without copying or blocking.
     pub map: Option<Bytes>,
+}
+
+impl DiskEntry {
+    /// The whole body in memory: the mapping when there is one, else read.
+    pub async fn body(&self) -> Result<Bytes, CacheError> {
+        match &self.map {
+            Some(m) => Ok(m.clone()),
+            None => {
+                let len = usize::try_from(self.len).unwrap_or(usize::MAX);
+                read_at(self.file.clone(), self.offset, len).await
+            }
+        }
+    }
 }
 
 /// The disk tier rooted at the configured cache directory.
@@ -68,6 +81,22 @@ fn io_err(path: &Path, e: std::io::Error) -> CacheError {
         path: path.display().to_string(),
         msg: e.to_string(),
     }
+}
+
+/// Reads and parses the header at the start of an entry file of `size`
+/// bytes: one small read, a second only for an unusually long header.
+pub(crate) fn read_header(file: &File, size: u64) -> std::io::Result<Result<Header, HeaderError>> {
+    let mut buf = vec![0u8; usize::try_from(size.min(4096)).unwrap_or(4096)];
+    let n = file.read_at(&mut buf, 0)?;
+    buf.truncate(n);
+    Ok(match decode_header(&buf) {
+        Err(HeaderError::Short(need)) if (need as u64) <= size => {
+            let mut big = vec![0u8; need];
+            file.read_exact_at(&mut big, 0)?;
+            decode_header(&big)
+        }
+        other => other,
+    })
 }
 
 /// The file name of an entry: the hex SHA-256 of its key.
@@ -246,19 +275,7 @@ impl DiskTier {
                 Err(e) => return Err(io_err(&path, e)),
             };
             let size = file.metadata().map_err(|e| io_err(&path, e))?.len();
-            let mut buf = vec![0u8; 4096.min(size as usize)];
-            let n = file.read_at(&mut buf, 0).map_err(|e| io_err(&path, e))?;
-            buf.truncate(n);
-            let parsed = match decode_header(&buf) {
-                Err(HeaderError::Short(need)) if (need as u64) <= size => {
-                    let mut big = vec![0u8; need];
-                    file.read_exact_at(&mut big, 0)
-                        .map_err(|e| io_err(&path, e))?;
-                    decode_header(&big)
-                }
-                other => other,
-            };
-            match parsed {
+            match read_header(&file, size).map_err(|e| io_err(&path, e))? {
                 Ok((meta, _, offset)) => Ok(Some(DiskEntry {
                     map: map_body(&file, offset, size),
                     file: Arc::new(file),
@@ -356,8 +373,8 @@ impl TempEntry {
 
     /// Sizes the file to `len` so it can be mapped before the body arrives;
     /// `false` when the file system refuses (then readers use `read_at`).
-    pub fn presize(&self, len: u64) -> Result<bool, CacheError> {
-        Ok(self.shared.set_len(len).is_ok())
+    pub fn presize(&self, len: u64) -> bool {
+        self.shared.set_len(len).is_ok()
     }
 
     /// Flushes data to stable storage, then renames into place: after a crash the

@@ -110,9 +110,11 @@ pub enum HeaderError {
     Corrupt(&'static str),
 }
 
-/// Parses a header from the start of an entry file; returns the meta, the
-/// recorded key and the body offset.
-pub fn decode_header(buf: &[u8]) -> Result<(Meta, Option<String>, u64), HeaderError> {
+/// A parsed header: the meta, the recorded key and the body offset.
+pub type Header = (Meta, Option<String>, u64);
+
+/// Parses a header from the start of an entry file.
+pub fn decode_header(buf: &[u8]) -> Result<Header, HeaderError> {
     let fixed = MAGIC.len() + 4;
     if buf.len() < fixed {
         return Err(HeaderError::Short(fixed));

@@ -223,11 +223,7 @@ impl Cache {
             tokio::spawn(async move {
                 let result = cache.run_blob_fill(&key, &url, &upstream, check, &tx).await;
                 if let Err(e) = result {
-                    if e.status() >= 500 {
-                        tracing::warn!(key = %key, error = %e, "fill failed");
-                    } else {
-                        tracing::debug!(key = %key, error = %e, "fill failed");
-                    }
+                    e.log_for(&key, "fill failed");
                     tx.send_replace(FillState::Failed(e));
                 }
                 cache.blobs.finish(&key);
@@ -289,10 +285,9 @@ impl Cache {
         let (temp, map) = blocking(move || {
             temp.write_at(&header, 0)?;
             let map = match expected {
-                Some(n) if offset + n <= MAP_MAX => temp
-                    .presize(offset + n)?
-                    .then(|| map_file(&temp.shared, offset + n))
-                    .flatten(),
+                Some(n) if offset + n <= MAP_MAX && temp.presize(offset + n) => {
+                    map_file(&temp.shared, offset + n)
+                }
                 _ => None,
             };
             Ok((
@@ -356,16 +351,12 @@ impl Cache {
                 .into());
             }
         }
-        if let Some(check) = check {
-            let pkg = Package::File {
-                file: file.clone(),
-                offset,
-                len: written,
-            };
-            blocking(move || Ok(check(pkg)))
-                .await?
-                .map_err(|m| AppError::from(crate::extract::ExtractError::Corrupt(m)))?;
-        }
+        let pkg = Package::File {
+            file: file.clone(),
+            offset,
+            len: written,
+        };
+        run_check(check, pkg).await?;
         tx.send_replace(FillState::Complete {
             file,
             meta: meta.clone(),
@@ -427,12 +418,7 @@ impl Cache {
             .into());
         }
         let body = buf.freeze();
-        if let Some(check) = check {
-            let pkg = Package::Bytes(body.clone());
-            blocking(move || Ok(check(pkg)))
-                .await?
-                .map_err(|m| AppError::from(crate::extract::ExtractError::Corrupt(m)))?;
-        }
+        run_check(check, Package::Bytes(body.clone())).await?;
         tx.send_replace(FillState::Memory {
             meta: meta.clone(),
             body: body.clone(),
@@ -448,6 +434,16 @@ impl Cache {
         }
         Ok(())
     }
+}
+
+/// Runs a body check off the async workers; a refusal is a corrupt package.
+async fn run_check(check: Option<BodyCheck>, pkg: Package) -> Result<(), AppError> {
+    let Some(check) = check else {
+        return Ok(());
+    };
+    blocking(move || Ok(check(pkg)))
+        .await?
+        .map_err(|m| crate::extract::ExtractError::Corrupt(m).into())
 }
 
 /// Meta for package content from the upstream's response headers.

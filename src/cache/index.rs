@@ -8,8 +8,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::entry::decode_header;
-
 /// One file in `data/`.
 #[derive(Debug, Clone)]
 struct Item {
@@ -123,7 +121,7 @@ impl DiskIndex {
                 .and_then(|n| n.to_str())
                 .unwrap_or_default()
                 .to_owned();
-            found.push((name, read_key(&file), meta.len()));
+            found.push((name, read_key(&file, meta.len()), meta.len()));
         }
         let mut items = self.lock();
         for (name, key, size) in found {
@@ -162,19 +160,10 @@ fn walk(data: &Path) -> Vec<PathBuf> {
 }
 
 /// The key recorded in an entry file's header, if readable.
-fn read_key(path: &Path) -> Option<String> {
-    use std::io::Read;
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut f = std::fs::File::open(path).ok()?;
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(_) => return None,
-        }
-    }
-    decode_header(&buf[..n]).ok().and_then(|(_, key, _)| key)
+fn read_key(path: &Path, size: u64) -> Option<String> {
+    let file = std::fs::File::open(path).ok()?;
+    let (_, key, _) = super::disk::read_header(&file, size).ok()?.ok()?;
+    key
 }
 
 #[cfg(test)]

@@ -88,12 +88,8 @@ impl Cache {
         if !self.memory.admits(d.len) {
             return Ok(Some(Found::Disk(d)));
         }
-        let len = usize::try_from(d.len).unwrap_or(usize::MAX);
-        let body = match &d.map {
-            Some(m) => m.clone(),
-            None => read_at(d.file.clone(), d.offset, len).await?,
-        };
-        if body.len() != len {
+        let body = d.body().await?;
+        if body.len() as u64 != d.len {
             return Ok(Some(Found::Disk(d)));
         }
         let m = Arc::new(MemEntry {

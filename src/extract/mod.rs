@@ -39,6 +39,16 @@ pub struct Limits {
     pub max_entries: u64,
 }
 
+impl From<&crate::config::ExtractConfig> for Limits {
+    fn from(c: &crate::config::ExtractConfig) -> Self {
+        Limits {
+            max_file_size: c.max_file_size.as_u64(),
+            max_ratio: c.max_ratio,
+            max_entries: c.max_entries,
+        }
+    }
+}
+
 /// A complete package body: a region of a cache file, or bytes in memory.
 #[derive(Clone)]
 pub enum Package {

@@ -20,21 +20,30 @@ impl App {
         op: &PackagesOp,
         q: &PackageQuery,
     ) -> Result<Reply, AppError> {
+        if *op == PackagesOp::Download {
+            return self.packages_download(feed, q).await;
+        }
+        let (url, key) = self.packages_meta(feed, op, q)?;
+        self.meta_reply(&key, &url, &Transform::None).await
+    }
+
+    /// Upstream URL and cache key of a `latest` or `versions` call.
+    pub(crate) fn packages_meta(
+        &self,
+        feed: &str,
+        op: &PackagesOp,
+        q: &PackageQuery,
+    ) -> Result<(url::Url, CacheKey), AppError> {
         let name = match op {
-            PackagesOp::Download => return self.packages_download(feed, q).await,
             PackagesOp::Latest => "latest",
             PackagesOp::Versions => "versions",
+            PackagesOp::Download => "download",
         };
         let query = upstream_query(op, q);
         let url = self.proget_url(&["api", "packages", feed, name], Some(&query))?;
-        let key = CacheKey::hashed(
-            &FeedRef::ProGet(feed.to_owned()),
-            "api",
-            name,
-            None,
-            &query.to_lowercase(),
-        );
-        self.meta_reply(&key, &url, &Transform::None).await
+        let feed = FeedRef::ProGet(feed.to_owned());
+        let key = CacheKey::hashed(&feed, "api", name, None, &query.to_lowercase());
+        Ok((url, key))
     }
 
     async fn packages_download(&self, feed: &str, q: &PackageQuery) -> Result<Reply, AppError> {

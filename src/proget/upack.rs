@@ -4,15 +4,13 @@
 
 use std::sync::Arc;
 
-use url::form_urlencoded::Serializer;
-
 use crate::app::{App, Body, Reply};
 use crate::cache::{etag_of, now_secs, Found, Freshness, Meta};
 use crate::error::AppError;
 use crate::extract::{check_package, extract, ExtractError, Limits, Package};
-use crate::keys::{CacheKey, FeedRef};
+use crate::keys::CacheKey;
 use crate::metadata::Transform;
-use crate::routes::{semver_of, UpackId, UpackOp, UpackVersion};
+use crate::routes::{semver_of, PackageQuery, PackagesOp, UpackId, UpackOp, UpackVersion};
 
 impl App {
     pub(crate) async fn upack(
@@ -36,17 +34,15 @@ impl App {
     /// The newest version, from the packages API's `latest` (metadata: cached
     /// with the TTL and revalidated), so `?latest` shares the versioned entry.
     async fn upack_latest(&self, feed: &str, id: &UpackId) -> Result<String, AppError> {
-        let query = {
-            let mut s = Serializer::new(String::new());
-            if !id.group.is_empty() {
-                s.append_pair("group", &id.group.to_ascii_lowercase());
-            }
-            s.append_pair("name", &id.name.to_ascii_lowercase())
-                .finish()
+        let q = PackageQuery {
+            kind: None,
+            group: (!id.group.is_empty()).then(|| id.group.to_ascii_lowercase()),
+            name: id.name.to_ascii_lowercase(),
+            version: None,
+            qualifier: None,
+            stable_only: false,
         };
-        let url = self.proget_url(&["api", "packages", feed, "latest"], Some(&query))?;
-        let feed_ref = FeedRef::ProGet(feed.to_owned());
-        let key = CacheKey::hashed(&feed_ref, "api", "latest", None, &query.to_lowercase());
+        let (url, key) = self.packages_meta(feed, &PackagesOp::Latest, &q)?;
         let (entry, _) = self.metadata.get(&key, &url, &Transform::None).await?;
         let doc: serde_json::Value = serde_json::from_slice(&entry.body)
             .map_err(|e| AppError::BadUpstream(format!("latest: {e}")))?;
@@ -133,12 +129,7 @@ impl App {
                 (pkg, meta, "MISS")
             }
         };
-        let x = &self.config.extract;
-        let limits = Limits {
-            max_file_size: x.max_file_size.as_u64(),
-            max_ratio: x.max_ratio,
-            max_entries: x.max_entries,
-        };
+        let limits = Limits::from(&self.config.extract);
         let extracted = match extract(pkg, path.to_owned(), limits).await {
             Ok(e) => e,
             Err(e @ ExtractError::Corrupt(_)) => {

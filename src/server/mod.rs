@@ -66,8 +66,9 @@ impl ProxyHttp for Proxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let uri = session.req_header().uri.clone();
         let method = session.req_header().method.clone();
-        // Transparent mode: nuget.org's own layout for its own host name.
+        // HTTP/2 carries the host as :authority, not Host.
         let host = header(session, "host").or_else(|| uri.authority().map(|a| a.as_str()));
+        // Transparent mode: nuget.org's own layout for its own host name.
         let path = if is_transparent(host, &self.app.config.transparent_hosts) {
             map_path(uri.path())
         } else {
@@ -101,9 +102,7 @@ impl ProxyHttp for Proxy {
                         self.app.config.public_url.as_ref().map(url::Url::as_str),
                         header(session, "x-forwarded-proto"),
                         header(session, "x-forwarded-host"),
-                        // HTTP/2 carries the host as :authority, not Host.
-                        header(session, "host")
-                            .or_else(|| session.req_header().uri.authority().map(|a| a.as_str())),
+                        host,
                         &self.fallback_host,
                         session.digest().is_some_and(|d| d.ssl_digest.is_some()),
                     )
