@@ -55,7 +55,8 @@ fn benches(c: &mut Criterion) {
     });
 
     let url = url::Url::parse("https://api.nuget.org/v3/index.json").unwrap();
-    let idx = FeedIndex::build(&FeedRef::Default, &url, INDEX.as_bytes()).unwrap();
+    let signer = std::sync::Arc::new(feedcache::rawlink::RawSigner::with_key(&[0; 32]).unwrap());
+    let idx = FeedIndex::build(&FeedRef::Default, &url, INDEX.as_bytes(), &signer).unwrap();
     let page = registration_page(128);
     let mut g = c.benchmark_group("registration_128_versions");
     g.throughput(criterion::Throughput::Bytes(page.len() as u64));

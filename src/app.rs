@@ -14,6 +14,7 @@ use crate::error::AppError;
 use crate::feeds::FeedIndex;
 use crate::keys::{CacheKey, FeedRef, FlatFile};
 use crate::metadata::{MetadataStore, Transform};
+use crate::rawlink::RawSigner;
 use crate::routes::{Route, V3Route};
 use crate::upstream::Upstream;
 
@@ -45,12 +46,20 @@ pub struct App {
     pub metadata: Arc<MetadataStore>,
     /// Client keys (`[auth]`).
     pub auth: Auth,
+    /// Signs and checks `raw/` links.
+    raw_signer: Arc<RawSigner>,
     /// Parsed service indexes by feed, with the ETag of the document they came from.
     feeds: Mutex<HashMap<FeedRef, (String, Arc<FeedIndex>)>>,
 }
 
 impl App {
-    pub fn new(config: Config, cache: Arc<Cache>, upstream: Upstream, auth: Auth) -> Arc<Self> {
+    pub fn new(
+        config: Config,
+        cache: Arc<Cache>,
+        upstream: Upstream,
+        auth: Auth,
+        raw_signer: RawSigner,
+    ) -> Arc<Self> {
         let policy = crate::metadata::Policy {
             ttl: config.cache.metadata_ttl,
             max_stale: config.cache.max_stale,
@@ -63,6 +72,7 @@ impl App {
             upstream,
             metadata,
             auth,
+            raw_signer: Arc::new(raw_signer),
             feeds: Mutex::new(HashMap::new()),
         })
     }
@@ -138,12 +148,26 @@ impl App {
                 self.meta_reply(&key, &url, &Transform::Rewrite(idx.rewriter.clone()))
                     .await
             }
-            V3Route::Raw { origin, path } => {
+            V3Route::Raw { origin, tag, path } => {
+                // Only links that this feed's own rewritten documents carry:
+                // anything else would make `raw/` an open proxy.
+                let signed = self
+                    .raw_signer
+                    .verify(&feed.key_prefix(), *origin, path, query, tag);
+                if !signed {
+                    return Err(AppError::NotFound);
+                }
                 let (idx, _, _) = self.feed_index(feed).await?;
                 let o = idx.origins.get(*origin).ok_or(AppError::NotFound)?;
                 let mut url = Url::parse(&format!("{o}/{path}"))
                     .map_err(|_| AppError::Route(crate::routes::RouteError::NotFound))?;
                 url.set_query(query);
+                // The ProGet key goes only to the feed's own part of the
+                // server, even where another feed's document links elsewhere.
+                let root = join(&self.service_index_url(feed)?, "../")?;
+                if self.upstream.sends_key_to(&url) && !url.as_str().starts_with(root.as_str()) {
+                    return Err(AppError::NotFound);
+                }
                 let detail = format!("{path}?{}", query.unwrap_or(""));
                 let key = CacheKey::hashed(feed, "raw", &origin.to_string(), None, &detail);
                 self.meta_reply(&key, &url, &Transform::Rewrite(idx.rewriter.clone()))
@@ -314,8 +338,10 @@ impl App {
                 }
             }
         }
-        let idx =
-            Arc::new(FeedIndex::build(feed, &url, &entry.body).map_err(AppError::BadUpstream)?);
+        let idx = Arc::new(
+            FeedIndex::build(feed, &url, &entry.body, &self.raw_signer)
+                .map_err(AppError::BadUpstream)?,
+        );
         self.feeds
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -5,7 +5,10 @@ use bytes::Bytes;
 use serde_json::Value;
 use url::Url;
 
+use std::sync::Arc;
+
 use crate::keys::FeedRef;
+use crate::rawlink::RawSigner;
 use crate::rewrite::{Rewriter, MARKER};
 
 /// What feedcache knows about one upstream feed, derived from its service index.
@@ -52,8 +55,14 @@ fn kind_of(t: &str) -> Option<Kind> {
 }
 
 impl FeedIndex {
-    /// Parses an upstream service index fetched from `index_url`.
-    pub fn build(feed: &FeedRef, index_url: &Url, body: &[u8]) -> Result<FeedIndex, String> {
+    /// Parses an upstream service index fetched from `index_url`; `raw/`
+    /// links in documents of this feed are signed with `signer`.
+    pub fn build(
+        feed: &FeedRef,
+        index_url: &Url,
+        body: &[u8],
+        signer: &Arc<RawSigner>,
+    ) -> Result<FeedIndex, String> {
         let mut doc: Value =
             serde_json::from_slice(body).map_err(|e| format!("service index is not JSON: {e}"))?;
         let resources = doc
@@ -130,11 +139,12 @@ impl FeedIndex {
             }
             kept.push(r);
         }
-        // Any other URL on the upstream's own hosts goes through `raw/`.
-        for (i, o) in idx.origins.iter().enumerate() {
-            rules.push((format!("{o}/"), format!("{prefix}/raw/{i}/")));
-        }
-        idx.rewriter = Rewriter::new(rules);
+        // Any other URL on the upstream's own hosts goes through `raw/`,
+        // as a signed link (see `rawlink`).
+        let raw = (idx.origins.iter().enumerate())
+            .map(|(i, o)| (format!("{o}/"), format!("{prefix}/raw/{i}/"), i))
+            .collect();
+        idx.rewriter = Rewriter::new(rules).with_raw(signer.clone(), feed.key_prefix(), raw);
 
         if let Some(obj) = doc.as_object_mut() {
             obj.insert("resources".into(), Value::Array(kept));
@@ -231,9 +241,13 @@ mod tests {
       {"@id":"https://www.nuget.org/packages/{id}/{version}/ReportAbuse","@type":"ReportAbuseUriTemplate/3.0.0"}
     ],"@context":{"@vocab":"http://schema.nuget.org/services#"}}"#;
 
+    fn signer() -> Arc<RawSigner> {
+        Arc::new(RawSigner::with_key(&[3; 32]).unwrap())
+    }
+
     fn build() -> FeedIndex {
         let url = Url::parse("https://api.nuget.org/v3/index.json").unwrap();
-        FeedIndex::build(&FeedRef::Default, &url, NUGET_ORG.as_bytes()).unwrap()
+        FeedIndex::build(&FeedRef::Default, &url, NUGET_ORG.as_bytes(), &signer()).unwrap()
     }
 
     #[test]
@@ -284,7 +298,11 @@ mod tests {
             .rewriter
             .map("https://api.nuget.org/v3/catalog0/data/x.json")
             .unwrap();
-        assert_eq!(m, format!("{MARKER}/v3/raw/0/v3/catalog0/data/x.json"));
+        let tag = signer().sign("nuget", 0, "v3/catalog0/data/x.json", None);
+        assert_eq!(
+            m,
+            format!("{MARKER}/v3/raw/0/{tag}/v3/catalog0/data/x.json")
+        );
         let www = idx
             .origins
             .iter()
@@ -294,7 +312,10 @@ mod tests {
             idx.rewriter
                 .map("https://www.nuget.org/packages/x")
                 .unwrap(),
-            format!("{MARKER}/v3/raw/{www}/packages/x")
+            format!(
+                "{MARKER}/v3/raw/{www}/{}/packages/x",
+                signer().sign("nuget", www, "packages/x", None)
+            )
         );
     }
 
@@ -302,8 +323,8 @@ mod tests {
     fn proget_feed_prefix() {
         let url = Url::parse("http://proget.local/nuget/internal/v3/index.json").unwrap();
         let body = r#"{"version":"3.0.0","resources":[{"@id":"http://proget.local/nuget/internal/v3/flatcontainer/","@type":"PackageBaseAddress/3.0.0"}]}"#;
-        let idx =
-            FeedIndex::build(&FeedRef::ProGet("internal".into()), &url, body.as_bytes()).unwrap();
+        let feed = FeedRef::ProGet("internal".into());
+        let idx = FeedIndex::build(&feed, &url, body.as_bytes(), &signer()).unwrap();
         let t = String::from_utf8(idx.template.to_vec()).unwrap();
         assert!(
             t.contains(&format!("{MARKER}/nuget/internal/v3/flatcontainer/")),
@@ -314,7 +335,8 @@ mod tests {
     #[test]
     fn rejects_garbage() {
         let url = Url::parse("https://x/v3/index.json").unwrap();
-        assert!(FeedIndex::build(&FeedRef::Default, &url, b"<html>").is_err());
-        assert!(FeedIndex::build(&FeedRef::Default, &url, b"{}").is_err());
+        for body in [&b"<html>"[..], b"{}"] {
+            assert!(FeedIndex::build(&FeedRef::Default, &url, body, &signer()).is_err());
+        }
     }
 }

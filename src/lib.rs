@@ -15,6 +15,7 @@ pub mod listen;
 pub mod metadata;
 pub mod metrics;
 pub mod proget;
+pub mod rawlink;
 pub mod rewrite;
 pub mod routes;
 pub mod secret;

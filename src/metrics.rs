@@ -40,6 +40,10 @@ pub struct Metrics {
     /// Error kind → upstream failures.
     upstream_errors: Mutex<BTreeMap<&'static str, u64>>,
     upstream_latency: Mutex<Histogram>,
+    /// Connections refused because every slot was busy.
+    connections_refused: AtomicU64,
+    /// Request headers not complete within the header deadline.
+    header_timeouts: AtomicU64,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::default);
@@ -94,6 +98,16 @@ impl Metrics {
         out
     }
 
+    /// A connection was refused at the connection cap.
+    pub fn connection_refused(&self) {
+        self.connections_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request header missed its deadline.
+    pub fn header_timeout(&self) {
+        self.header_timeouts.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// A request joined a fetch already in flight instead of starting one.
     pub fn coalesced(&self) {
         self.coalesced.fetch_add(1, Ordering::Relaxed);
@@ -135,6 +149,8 @@ impl Metrics {
         drop(requests);
         let _ = writeln!(out, "# HELP feedcache_bytes_served_total Body bytes sent to clients.\n# TYPE feedcache_bytes_served_total counter\nfeedcache_bytes_served_total {}", self.bytes_served.load(Ordering::Relaxed));
         let _ = writeln!(out, "# HELP feedcache_coalesced_waiters_total Requests that joined a fetch already in flight.\n# TYPE feedcache_coalesced_waiters_total counter\nfeedcache_coalesced_waiters_total {}", self.coalesced.load(Ordering::Relaxed));
+        let _ = writeln!(out, "# HELP feedcache_connections_refused_total Connections refused at the connection cap (every slot busy).\n# TYPE feedcache_connections_refused_total counter\nfeedcache_connections_refused_total {}", self.connections_refused.load(Ordering::Relaxed));
+        let _ = writeln!(out, "# HELP feedcache_header_timeouts_total Request headers not complete within connections.header_timeout.\n# TYPE feedcache_header_timeouts_total counter\nfeedcache_header_timeouts_total {}", self.header_timeouts.load(Ordering::Relaxed));
         let _ = writeln!(out, "# HELP feedcache_upstream_requests_total Requests sent upstream.\n# TYPE feedcache_upstream_requests_total counter\nfeedcache_upstream_requests_total {}", self.upstream_requests.load(Ordering::Relaxed));
         let _ = writeln!(out, "# HELP feedcache_upstream_errors_total Upstream failures by kind.\n# TYPE feedcache_upstream_errors_total counter");
         for (kind, n) in self

@@ -4,9 +4,13 @@
 //! feedcache's own address, because that address depends on each request
 //! (Host, X-Forwarded-*); `render` puts the real one in when serving.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use memchr::memmem;
 use serde_json::Value;
+
+use crate::rawlink::RawSigner;
 
 /// Stands for feedcache's public base URL in stored documents. `.invalid` is
 /// reserved (RFC 2606), so no real upstream URL can start with it.
@@ -15,23 +19,52 @@ pub const MARKER: &str = "https://feedcache.invalid";
 /// Maps upstream URL prefixes to feedcache paths (which start with `MARKER`).
 #[derive(Debug, Clone, Default)]
 pub struct Rewriter {
-    /// (upstream prefix, replacement), longest prefix first.
-    rules: Vec<(String, String)>,
+    /// (upstream prefix, replacement, raw origin number), longest prefix first.
+    rules: Vec<(String, String, Option<usize>)>,
+    /// Signs `raw/` links, with the feed they belong to.
+    raw: Option<(Arc<RawSigner>, String)>,
 }
 
 impl Rewriter {
     /// Builds a rewriter; rules may come in any order.
-    pub fn new(mut rules: Vec<(String, String)>) -> Self {
+    pub fn new(rules: Vec<(String, String)>) -> Self {
+        let mut rules: Vec<_> = rules.into_iter().map(|(f, t)| (f, t, None)).collect();
         rules.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
-        Rewriter { rules }
+        Rewriter { rules, raw: None }
+    }
+
+    /// Adds catch-all rules for the upstream's hosts: `(origin/, replacement
+    /// ending in raw/{n}/, n)`. Each link they make carries a tag from
+    /// `signer` for `feed`, and `raw/` serves nothing else.
+    pub fn with_raw(
+        mut self,
+        signer: Arc<RawSigner>,
+        feed: String,
+        raw: Vec<(String, String, usize)>,
+    ) -> Self {
+        self.rules
+            .extend(raw.into_iter().map(|(f, t, n)| (f, t, Some(n))));
+        self.rules.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
+        self.raw = Some((signer, feed));
+        self
     }
 
     /// The rewritten URL when `s` starts with a known upstream prefix.
     pub fn map(&self, s: &str) -> Option<String> {
-        self.rules.iter().find_map(|(from, to)| {
-            s.strip_prefix(from.as_str())
-                .map(|rest| format!("{to}{rest}"))
-        })
+        let (to, rest, origin) = self.rules.iter().find_map(|(from, to, origin)| {
+            s.strip_prefix(from.as_str()).map(|rest| (to, rest, origin))
+        })?;
+        let Some(origin) = origin else {
+            return Some(format!("{to}{rest}"));
+        };
+        let (signer, feed) = self.raw.as_ref()?;
+        let target = rest.split_once('#').map_or(rest, |(t, _)| t);
+        let (path, query) = match target.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (target, None),
+        };
+        let tag = signer.sign(feed, *origin, path, query);
+        Some(format!("{to}{tag}/{rest}"))
     }
 
     /// Rewrites every string value (not keys) of a JSON document in place.
@@ -120,9 +153,12 @@ fn valid_host(h: &str) -> bool {
 mod tests {
     use super::*;
 
+    fn signer() -> Arc<RawSigner> {
+        Arc::new(RawSigner::with_key(&[1; 32]).unwrap())
+    }
+
     fn rw() -> Rewriter {
         Rewriter::new(vec![
-            ("https://up.example/".into(), format!("{MARKER}/v3/raw/0/")),
             (
                 "https://up.example/flat/".into(),
                 format!("{MARKER}/v3/flatcontainer/"),
@@ -132,6 +168,15 @@ mod tests {
                 format!("{MARKER}/v3/registration/reg/"),
             ),
         ])
+        .with_raw(
+            signer(),
+            "nuget".into(),
+            vec![(
+                "https://up.example/".into(),
+                format!("{MARKER}/v3/raw/0/"),
+                0,
+            )],
+        )
     }
 
     #[test]
@@ -145,16 +190,33 @@ mod tests {
                 "https://up.example/reg/a/index.json",
                 Some("/v3/registration/reg/a/index.json"),
             ),
-            (
-                "https://up.example/catalog/x.json",
-                Some("/v3/raw/0/catalog/x.json"),
-            ),
             ("https://elsewhere.example/flat/", None),
             ("see https://up.example/flat/", None),
         ];
         for (input, want) in table {
             let want = want.map(|w| format!("{MARKER}{w}"));
             assert_eq!(rw().map(input), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn raw_links_carry_a_tag_for_path_and_query() {
+        let s = signer();
+        let table = [
+            (
+                "https://up.example/catalog/x.json",
+                "catalog/x.json",
+                None,
+                "",
+            ),
+            ("https://up.example/a/b?x=1&y=2", "a/b", Some("x=1&y=2"), ""),
+            ("https://up.example/a#frag", "a", None, "#frag"),
+        ];
+        for (input, path, query, frag) in table {
+            let tag = s.sign("nuget", 0, path, query);
+            let q = query.map(|q| format!("?{q}")).unwrap_or_default();
+            let want = format!("{MARKER}/v3/raw/0/{tag}/{path}{q}{frag}");
+            assert_eq!(rw().map(input), Some(want), "{input}");
         }
     }
 

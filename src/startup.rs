@@ -92,10 +92,27 @@ pub fn run(config: Config) -> Result<std::convert::Infallible, StartError> {
     if config.cache.disk_size.as_u64() > 0 {
         spawn_evictor(cache.clone())?;
     }
+    // Every client connection is a descriptor: take what the hard limit
+    // allows (as nginx's worker_rlimit_nofile does) and size the cap from it.
+    let fd_limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
+    let max_connections = config.connections.cap(fd_limit);
+    tracing::info!(max_connections, fd_limit, "connection limits");
     let auth = crate::auth::Auth::new(client_keys).with_admin(admin_key);
-    let app = App::new(config, cache, upstream, auth);
+    let signer = crate::rawlink::RawSigner::load_or_create(&config.cache.dir).map_err(|e| {
+        StartError::Cache(crate::cache::CacheError::Io {
+            path: config
+                .cache
+                .dir
+                .join(crate::rawlink::KEY_FILE)
+                .display()
+                .to_string(),
+            msg: e.to_string(),
+        })
+    })?;
+    let app = App::new(config, cache, upstream, auth, signer);
     let addrs = (plain, tls.as_ref().map(|t| t.addr));
-    let server = crate::server::build(app, plain, tls).map_err(StartError::Listen)?;
+    let server =
+        crate::server::build(app, plain, tls, max_connections).map_err(StartError::Listen)?;
     // Tests and scripts read the real ports from these lines (port 0 = any free).
     // Written, not println!: a closed stdout must not bring the server down.
     let mut out = std::io::stdout();

@@ -120,6 +120,13 @@ impl Upstream {
         })
     }
 
+    /// Whether a request to `url` would carry the ProGet API key.
+    pub fn sends_key_to(&self, url: &Url) -> bool {
+        self.credential
+            .as_ref()
+            .is_some_and(|c| url.origin() == c.0)
+    }
+
     /// Sends one GET, following redirects; any final status is returned to
     /// the caller to interpret.
     pub async fn get(
@@ -137,10 +144,8 @@ impl Upstream {
                 http::header::ACCEPT_ENCODING,
                 if req.accept_gzip { "gzip" } else { "identity" },
             );
-            if let Some(cred) = &self.credential {
-                if url.origin() == cred.0 {
-                    b = b.header("X-ApiKey", cred.1.clone());
-                }
+            if let Some(cred) = self.credential.as_ref().filter(|_| self.sends_key_to(&url)) {
+                b = b.header("X-ApiKey", cred.1.clone());
             }
             let host = url.origin().ascii_serialization();
             if !self.breakers.admit(&host, std::time::Instant::now()) {

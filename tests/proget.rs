@@ -486,3 +486,69 @@ async fn client_keys_are_required_and_the_upstream_key_never_leaks() {
     assert!(env.nuget.api_keys().iter().all(Option::is_none));
     assert_eq!(env.proget.hits("/upack/assets/download/g/app/1.0.0"), 1);
 }
+
+/// `raw/` serves only the links a feed's own documents carry, and never takes
+/// the ProGet key outside the feed's part of the server (issue #13, row 2).
+#[tokio::test]
+async fn raw_route_is_not_an_open_proxy() {
+    let env = setup(Some("client-key")).await;
+    let secret = "/upack/other-feed/packages";
+    env.proget
+        .set(secret, Behavior::json(r#"[{"name":"private"}]"#));
+    env.proget.set(
+        "/nuget/internal/v3/extra/doc.json",
+        Behavior::json(r#"{"ok":true}"#),
+    );
+    // A registration page that links to a document of the feed and to
+    // another part of the ProGet server.
+    env.proget.set(
+        "/nuget/internal/v3/registrations/demo/index.json",
+        Behavior::json(format!(
+            r#"{{"count":0,"items":[],"a":"{{base}}/nuget/internal/v3/extra/doc.json","b":"{{base}}{secret}"}}"#
+        )),
+    );
+    let c = client();
+    let get_auth = |url: String| {
+        let c = c.clone();
+        async move {
+            let r = within(c.get(&url).header("X-NuGet-ApiKey", "client-key").send())
+                .await
+                .unwrap();
+            let s = r.status().as_u16();
+            (s, r.text().await.unwrap())
+        }
+    };
+    // Hand-made raw paths (no tag, a forged tag, another feed's tag) are 404.
+    for path in [
+        format!("/nuget/internal/v3/raw/0{secret}"),
+        format!("/nuget/internal/v3/raw/0/0123456789abcdef{secret}"),
+        "/v3/raw/0/0123456789abcdef/v3/index.json".to_string(),
+    ] {
+        let (s, body) = get_auth(env.proxy.url(&path)).await;
+        assert_eq!(s, 404, "{path}: {body}");
+    }
+    let (s, body) = get_auth(
+        env.proxy
+            .url("/nuget/internal/v3/registration/registrations/demo/index.json"),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let (a, b) = (doc["a"].as_str().unwrap(), doc["b"].as_str().unwrap());
+    assert!(
+        a.starts_with(&env.proxy.url("/nuget/internal/v3/raw/0/")),
+        "{a}"
+    );
+    // The feed's own document is served through its signed link...
+    let (s, body) = get_auth(a.to_string()).await;
+    assert_eq!((s, body.as_str()), (200, r#"{"ok":true}"#));
+    // ...a link out of the feed's part of the server is not fetched with the key.
+    let (s, _) = get_auth(b.to_string()).await;
+    assert_eq!(s, 404, "{b}");
+    // A signed link with its query or path changed is no longer valid.
+    let (s, _) = get_auth(format!("{a}?x=1")).await;
+    assert_eq!(s, 404);
+    let (s, _) = get_auth(a.replace("doc.json", "doc2.json")).await;
+    assert_eq!(s, 404);
+    assert_eq!(env.proget.hits(secret), 0, "the other feed was never asked");
+}

@@ -7,8 +7,10 @@ use bytesize::ByteSize;
 use serde::Deserialize;
 use url::Url;
 
+mod connections;
 mod proget;
 mod tls;
+pub use connections::ConnectionsConfig;
 pub use proget::{AdminConfig, AuthConfig, ExtractConfig, ProGetConfig};
 pub use tls::TlsConfig;
 
@@ -52,6 +54,8 @@ pub struct Config {
     pub transparent_hosts: Vec<String>,
     /// Worker threads for the HTTP front end; 0 means one per CPU.
     pub threads: usize,
+    /// Limits on client connections.
+    pub connections: ConnectionsConfig,
     /// Cache tiers and freshness.
     pub cache: CacheConfig,
     /// How feedcache talks to upstreams (timeouts, TLS).
@@ -77,6 +81,7 @@ impl Default for Config {
             public_url: None,
             transparent_hosts: Vec::new(),
             threads: 0,
+            connections: ConnectionsConfig::default(),
             cache: CacheConfig::default(),
             upstream: UpstreamConfig::default(),
             nuget: NugetConfig::default(),
@@ -277,6 +282,7 @@ impl Config {
                 "must be greater than zero",
             ));
         }
+        self.connections.validate()?;
         self.proget.validate()?;
         self.auth.keys()?;
         self.admin.key()?;
@@ -349,6 +355,7 @@ mod tests {
             ),
             ("[auth]\napi_keys_file = \"/nonexistent\"", "api_keys_file"),
             ("[extract]\nmax_ratio = 0", "max_ratio"),
+            ("[connections]\nheader_timeout = \"0s\"", "header_timeout"),
         ];
         for (text, want) in cases {
             let err = match Config::parse(text) {

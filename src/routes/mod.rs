@@ -118,8 +118,13 @@ pub enum V3Route {
     Search { tag: String },
     /// `autocomplete/{tag}`
     Autocomplete { tag: String },
-    /// `raw/{origin}/{path}`: another document on one of the upstream's own hosts.
-    Raw { origin: usize, path: String },
+    /// `raw/{origin}/{tag}/{path}`: another document on one of the upstream's
+    /// own hosts, that a rewritten document linked to (`tag` proves it).
+    Raw {
+        origin: usize,
+        tag: String,
+        path: String,
+    },
 }
 
 /// Why a request has no route.
@@ -230,8 +235,9 @@ fn v3(segs: &[&str]) -> Result<V3Route, RouteError> {
         },
         ["search", tag] => V3Route::Search { tag: tag_of(tag)? },
         ["autocomplete", tag] => V3Route::Autocomplete { tag: tag_of(tag)? },
-        ["raw", origin, rest @ ..] if !rest.is_empty() => V3Route::Raw {
+        ["raw", origin, tag, rest @ ..] if !rest.is_empty() => V3Route::Raw {
             origin: origin.parse().map_err(|_| RouteError::NotFound)?,
+            tag: tag_of(tag)?,
             path: safe_rest(rest)?,
         },
         _ => return Err(RouteError::NotFound),
@@ -481,14 +487,17 @@ mod tests {
             ),
             ("/v3/search/UPPER", None, nf.clone()),
             (
-                "/v3/raw/0/v3/catalog0/index.json",
+                "/v3/raw/0/0123abcd/v3/catalog0/index.json",
                 None,
                 v3(V3Route::Raw {
                     origin: 0,
+                    tag: "0123abcd".into(),
                     path: "v3/catalog0/index.json".into(),
                 }),
             ),
-            ("/v3/raw/x/y", None, nf.clone()),
+            ("/v3/raw/x/y/z", None, nf.clone()),
+            ("/v3/raw/0/y", None, nf.clone()),
+            ("/v3/raw/0/T@G/z", None, nf.clone()),
             (
                 "/nuget/Internal/v3/index.json",
                 None,

@@ -1,6 +1,12 @@
-//! The pingora front end: every request is answered in `request_filter` from
-//! the cache core; pingora's own upstream proxying is never used.
+//! The pingora front end: pingora accepts connections (TCP, TLS, HTTP/2)
+//! and parses HTTP; `front` runs each connection under the connection cap
+//! and deadlines, and `Handler` answers every request from the cache core.
+//! pingora's proxy pipeline (`ProxyHttp`) is not used: feedcache answers
+//! every request itself, and skipping its per-request filter phases and
+//! modules is measurably cheaper (BENCHMARKS.md).
 
+mod conns;
+mod front;
 mod range;
 mod respond;
 
@@ -9,61 +15,88 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
+use pingora::apps::{HttpServerApp, ReusedHttpStream};
 use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::prelude::*;
-use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::protocols::http::ServerSession;
 use pingora::server::configuration::ServerConf;
+use pingora::server::ShutdownWatch;
+use pingora::services::listening::Service;
 
 use crate::app::{App, Body};
 use crate::error::AppError;
 use crate::rewrite::public_base;
 use crate::routes::route;
 use crate::routes::transparent::{is_transparent, map_path};
+pub use conns::Conns;
+use front::{Deadlines, Front};
 use respond::{write_error, write_reply, Sent};
 
 /// Per-connection write buffer (see `build`).
 const WRITE_BUFFER: usize = 16 * 1024;
 
-/// The `ProxyHttp` implementation.
-pub struct Proxy {
+/// Answers requests: one per call of `serve`, on HTTP/1 or HTTP/2.
+pub struct Handler {
     app: Arc<App>,
     /// `host:port` used in rewritten URLs when a request carries no usable Host.
     fallback_host: String,
 }
 
-/// Per-request state, for the access log.
-pub struct Ctx {
-    start: Instant,
+/// What one request did, for the access log and metrics.
+struct Outcome {
     route: &'static str,
     cache: &'static str,
     /// Where the body came from, for metrics.
     tier: &'static str,
     sent: Sent,
+    /// Why the response could not be completed.
+    error: Option<Box<Error>>,
 }
 
-fn header<'a>(s: &'a Session, name: &str) -> Option<&'a str> {
+fn header<'a>(s: &'a ServerSession, name: &str) -> Option<&'a str> {
     s.req_header()
         .headers
         .get(name)
         .and_then(|v| v.to_str().ok())
 }
 
-#[async_trait]
-impl ProxyHttp for Proxy {
-    type CTX = Ctx;
+impl Handler {
+    /// Answers the request read into `session` and logs it. Returns whether
+    /// the connection may carry another request.
+    pub async fn serve(&self, session: &mut ServerSession) -> bool {
+        let start = Instant::now();
+        let out = self.respond(session).await;
+        let req = session.req_header();
+        crate::metrics::get().request(
+            out.route,
+            out.cache,
+            out.tier,
+            out.sent.status,
+            out.sent.bytes,
+        );
+        tracing::info!(
+            target: "access",
+            method = %req.method,
+            path = req.uri.path(),
+            route = out.route,
+            cache = out.cache,
+            status = out.sent.status,
+            bytes = out.sent.bytes,
+            ms = start.elapsed().as_secs_f64() * 1000.0,
+            error = out.error.as_ref().map(|e| e.to_string()),
+        );
+        out.error.is_none()
+    }
 
-    fn new_ctx(&self) -> Ctx {
-        Ctx {
-            start: Instant::now(),
+    async fn respond(&self, session: &mut ServerSession) -> Outcome {
+        let mut out = Outcome {
             route: "-",
             cache: "-",
             tier: "-",
             sent: Sent::default(),
-        }
-    }
-
-    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+            error: None,
+        };
         let uri = session.req_header().uri.clone();
         let method = session.req_header().method.clone();
         // HTTP/2 carries the host as :authority, not Host.
@@ -77,7 +110,7 @@ impl ProxyHttp for Proxy {
         let routed = route(&method, &path, uri.query());
         let reply = match &routed {
             Ok(r) => {
-                ctx.route = r.kind();
+                out.route = r.kind();
                 let headers = &session.req_header().headers;
                 match self.app.auth.check(r.auth_class(), headers, uri.query()) {
                     Ok(()) => self.app.handle(r, uri.query()).await,
@@ -86,10 +119,10 @@ impl ProxyHttp for Proxy {
             }
             Err(e) => Err(AppError::from(e.clone())),
         };
-        ctx.sent = match reply {
+        let written = match reply {
             Ok(reply) => {
-                ctx.cache = reply.cache;
-                ctx.tier = match &reply.body {
+                out.cache = reply.cache;
+                out.tier = match &reply.body {
                     Body::Bytes(_) => "memory",
                     Body::Disk(_) => "disk",
                     Body::Fill(..) => "upstream",
@@ -109,70 +142,57 @@ impl ProxyHttp for Proxy {
                 } else {
                     String::new()
                 };
-                match write_reply(session, reply, &base).await {
-                    Ok(sent) => sent,
-                    // The client went away mid-response: nothing to report,
-                    // and the connection must not be reused.
-                    Err(e)
-                        if matches!(
-                            e.etype(),
-                            ErrorType::WriteError | ErrorType::ConnectionClosed
-                        ) =>
-                    {
-                        tracing::debug!(path = uri.path(), error = %e, "client gone");
-                        session.set_keepalive(None);
-                        return Ok(true);
-                    }
-                    Err(e) => return Err(e),
-                }
+                write_reply(session, reply, &base).await
             }
             Err(e) => {
                 if e.status() >= 500 {
                     tracing::warn!(path = uri.path(), error = %e, "request failed");
                 }
-                write_error(session, &e).await?
+                write_error(session, &e).await
             }
         };
-        Ok(true)
-    }
-
-    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        // request_filter always answers; reaching here is a bug, not a proxy target.
-        Err(Error::explain(ErrorType::InternalError, "no upstream peer"))
-    }
-
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _ctx: &mut Ctx) -> FailToProxy {
-        // Once a header is out, the only honest signal of an incomplete body
-        // is to drop the connection, not to append an error page.
-        if session.response_written().is_none() {
-            let _ = write_error(session, &AppError::BadUpstream(e.to_string())).await;
+        match written {
+            Ok(sent) => out.sent = sent,
+            Err(e) => {
+                // The client went away mid-response, or the body could not be
+                // completed: the connection must not be reused, and once a
+                // header is out the only honest signal is to drop it.
+                if matches!(
+                    e.etype(),
+                    ErrorType::WriteError | ErrorType::ConnectionClosed
+                ) {
+                    tracing::debug!(path = uri.path(), error = %e, "client gone");
+                }
+                session.set_keepalive(None);
+                if session.response_written().is_none() {
+                    // Nothing went out yet (a header we could not build): a
+                    // fault of ours, answered rather than dropped.
+                    let _ = session.respond_error(500).await;
+                    out.sent.status = 500;
+                }
+                out.error = Some(e);
+            }
         }
-        FailToProxy {
-            error_code: 0,
-            can_reuse_downstream: false,
-        }
+        out
     }
+}
 
-    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
-        let req = session.req_header();
-        crate::metrics::get().request(
-            ctx.route,
-            ctx.cache,
-            ctx.tier,
-            ctx.sent.status,
-            ctx.sent.bytes,
-        );
-        tracing::info!(
-            target: "access",
-            method = %req.method,
-            path = req.uri.path(),
-            route = ctx.route,
-            cache = ctx.cache,
-            status = ctx.sent.status,
-            bytes = ctx.sent.bytes,
-            ms = ctx.start.elapsed().as_secs_f64() * 1000.0,
-            error = e.map(|e| e.to_string()),
-        );
+/// HTTP/2 streams (pingora's HTTP/2 server calls this once per stream).
+#[async_trait]
+impl HttpServerApp for Handler {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut session: ServerSession,
+        _shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        match session.read_request().await {
+            Ok(true) => {}
+            _ => return None,
+        }
+        if self.serve(&mut session).await {
+            let _ = session.finish().await;
+        }
+        None
     }
 }
 
@@ -184,11 +204,13 @@ pub struct TlsListener {
 }
 
 /// Builds the pingora server with the plain HTTP listener and/or the HTTPS
-/// listener (HTTP/2 and HTTP/1.1 by ALPN).
+/// listener (HTTP/2 and HTTP/1.1 by ALPN); at most `max_connections` client
+/// connections are open at once.
 pub fn build(
     app: Arc<App>,
     plain: Option<SocketAddr>,
     tls: Option<TlsListener>,
+    max_connections: usize,
 ) -> std::result::Result<Server, String> {
     let threads = match app.config.threads {
         0 => std::thread::available_parallelism().map_or(1, usize::from),
@@ -221,11 +243,20 @@ pub fn build(
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let fallback = plain.or(tls.as_ref().map(|t| t.addr));
-    let proxy = Proxy {
+    let deadlines = Deadlines {
+        header: app.config.connections.header_timeout,
+        idle: app.config.connections.idle_timeout,
+    };
+    let handler = Arc::new(Handler {
         app,
         fallback_host: fallback.map(|a| a.to_string()).unwrap_or_default(),
+    });
+    let front = Front {
+        handler,
+        conns: Conns::new(max_connections),
+        deadlines,
     };
-    let mut svc = pingora::proxy::http_proxy_service(&server.configuration, proxy);
+    let mut svc = Service::new("feedcache".to_string(), front);
     // A write buffer that holds the header and a small body together, so a
     // typical metadata or small-package response leaves in one send() instead
     // of two (pingora's default buffer is one MSS). Per connection; 16 KiB

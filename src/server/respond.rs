@@ -5,7 +5,7 @@ use bytes::Bytes;
 use http::header;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
-use pingora::proxy::Session;
+use pingora::protocols::http::ServerSession as Session;
 
 use super::range::{none_match, parse_range, RangeAsk};
 use crate::app::{Body, Reply};
@@ -57,7 +57,7 @@ pub async fn write_reply(session: &mut Session, reply: Reply, public_base: &str)
 
     if none_match(req_header(session, header::IF_NONE_MATCH), &etag) {
         resp.set_status(304)?;
-        session.write_response_header(Box::new(resp), true).await?;
+        session.write_response_header(Box::new(resp)).await?;
         return Ok(Sent {
             status: 304,
             bytes: 0,
@@ -98,17 +98,15 @@ pub async fn write_reply(session: &mut Session, reply: Reply, public_base: &str)
         Some(n) => resp.insert_header(header::CONTENT_LENGTH, n)?,
         // HTTP/1.1 needs chunked framing to show where an unknown-length body
         // ends (and that it ended); HTTP/2 frames it itself.
-        None if !session.as_downstream().is_http2() => {
-            resp.insert_header(header::TRANSFER_ENCODING, "chunked")?
-        }
+        None if !session.is_http2() => resp.insert_header(header::TRANSFER_ENCODING, "chunked")?,
         None => {}
     }
     let status = resp.status.as_u16();
     if is_head {
-        session.write_response_header(Box::new(resp), true).await?;
+        session.write_response_header(Box::new(resp)).await?;
         return Ok(Sent { status, bytes: 0 });
     }
-    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_header(Box::new(resp)).await?;
 
     let mut sent = 0u64;
     match body {
@@ -118,7 +116,7 @@ pub async fn write_reply(session: &mut Session, reply: Reply, public_base: &str)
                 .min(b.len());
             let part = b.slice(usize::try_from(start).unwrap_or(0).min(end)..end);
             sent = part.len() as u64;
-            session.write_response_body(Some(part), true).await?;
+            session.write_response_body(part, true).await?;
         }
         Body::Disk(d) if d.map.is_some() => {
             let map = d.map.unwrap_or_default();
@@ -127,14 +125,14 @@ pub async fn write_reply(session: &mut Session, reply: Reply, public_base: &str)
                 .min(map.len());
             let mut pos = usize::try_from(start).unwrap_or(end).min(end);
             if pos == end {
-                session.write_response_body(None, true).await?;
+                session.write_response_body(Bytes::new(), true).await?;
             }
             // Slices of the mapping: no copy until the socket write.
             while pos < end {
                 let next = (pos + MAP_BLOCK).min(end);
                 sent += (next - pos) as u64;
                 session
-                    .write_response_body(Some(map.slice(pos..next)), next == end)
+                    .write_response_body(map.slice(pos..next), next == end)
                     .await?;
                 pos = next;
             }
@@ -156,17 +154,17 @@ pub async fn write_reply(session: &mut Session, reply: Reply, public_base: &str)
                 }
                 pos += chunk.len() as u64;
                 sent += chunk.len() as u64;
-                session.write_response_body(Some(chunk), pos == end).await?;
+                session.write_response_body(chunk, pos == end).await?;
             }
         }
         Body::Fill(mut reader, _) => loop {
             match reader.next_chunk().await {
                 Ok(Some(chunk)) => {
                     sent += chunk.len() as u64;
-                    session.write_response_body(Some(chunk), false).await?;
+                    session.write_response_body(chunk, false).await?;
                 }
                 Ok(None) => {
-                    session.write_response_body(None, true).await?;
+                    session.write_response_body(Bytes::new(), true).await?;
                     break;
                 }
                 Err(e) => return Err(internal(&e)),
@@ -176,10 +174,10 @@ pub async fn write_reply(session: &mut Session, reply: Reply, public_base: &str)
             match x.body.recv().await {
                 Some(Ok(chunk)) => {
                     sent += chunk.len() as u64;
-                    session.write_response_body(Some(chunk), false).await?;
+                    session.write_response_body(chunk, false).await?;
                 }
                 None if sent == x.size => {
-                    session.write_response_body(None, true).await?;
+                    session.write_response_body(Bytes::new(), true).await?;
                     break;
                 }
                 None => {
@@ -210,13 +208,9 @@ pub async fn write_error(session: &mut Session, e: &AppError) -> Result<Sent> {
         resp.insert_header(header::WWW_AUTHENTICATE, "Basic realm=\"feedcache\"")?;
     }
     let is_head = session.req_header().method == http::Method::HEAD;
-    session
-        .write_response_header(Box::new(resp), is_head)
-        .await?;
+    session.write_response_header(Box::new(resp)).await?;
     if !is_head {
-        session
-            .write_response_body(Some(body.clone()), true)
-            .await?;
+        session.write_response_body(body.clone(), true).await?;
     }
     Ok(Sent {
         status,

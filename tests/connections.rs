@@ -1,0 +1,126 @@
+//! Hostile clients (issue #13, row 1): header deadlines, idle keep-alive
+//! timeouts and the connection cap, against the real binary.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// feedcache with short deadlines and a small connection cap.
+async fn setup(max: usize) -> (FakeUpstream, Proxy, tempfile::TempDir) {
+    let up = FakeUpstream::start().await;
+    up.serve_nuget_index();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("feedcache.toml");
+    std::fs::write(
+        &conf,
+        format!("[connections]\nmax = {max}\nheader_timeout = \"1s\"\nidle_timeout = \"1s\"\n"),
+    )
+    .unwrap();
+    let proxy = Proxy::start(
+        &up.index_url(),
+        &dir.path().join("cache"),
+        &["-c", conf.to_str().unwrap()],
+    )
+    .await;
+    (up, proxy, dir)
+}
+
+fn addr(proxy: &Proxy) -> String {
+    proxy.base.trim_start_matches("http://").to_owned()
+}
+
+/// Reads until the server closes the connection; returns what it sent.
+async fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let _ = within(s.read_to_end(&mut out)).await;
+    out
+}
+
+#[tokio::test]
+async fn a_trickled_header_is_cut_off_at_the_deadline() {
+    let (_up, proxy, _dir) = setup(100).await;
+    let mut s = within(TcpStream::connect(addr(&proxy))).await.unwrap();
+    // One byte at a time, each well inside any per-read timeout: only a
+    // deadline on the whole header ends this.
+    let trickle = async {
+        for b in b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: "
+            .iter()
+            .cycle()
+        {
+            if s.write_all(&[*b]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    // The write loop ends only when the server has closed the connection.
+    within(trickle).await;
+    let rest = read_to_close(&mut s).await;
+    let text = String::from_utf8_lossy(&rest);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed() {
+    let (_up, proxy, _dir) = setup(100).await;
+    let mut s = within(TcpStream::connect(addr(&proxy))).await.unwrap();
+    within(s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"))
+        .await
+        .unwrap();
+    // The response arrives, then the connection is closed by the idle
+    // deadline (1 s here) without the client doing anything.
+    let all = read_to_close(&mut s).await;
+    let text = String::from_utf8_lossy(&all);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.ends_with("ok\n"), "{text}");
+}
+
+#[tokio::test]
+async fn a_flood_of_idle_connections_does_not_lock_clients_out() {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let (up, proxy, _dir) = setup(200).await;
+    let pkg = blob(20_000, 9);
+    up.set(
+        "/v3-flatcontainer/flood/1.0.0/flood.1.0.0.nupkg",
+        Behavior::bytes(pkg.clone()),
+    );
+    let url = proxy.url("/v3/flatcontainer/flood/1.0.0/flood.1.0.0.nupkg");
+    assert_eq!(get(&url).await.0, 200, "cached before the flood");
+    // 2,000 connections (10x the cap), each sending one byte of a header.
+    let target = addr(&proxy);
+    let mut flood = Vec::new();
+    for _ in 0..2_000 {
+        if let Ok(Ok(mut s)) =
+            tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(&target)).await
+        {
+            let _ = s.write_all(b"G").await;
+            flood.push(s);
+        }
+    }
+    assert!(
+        flood.len() > 1_000,
+        "only {} connections opened",
+        flood.len()
+    );
+    // New clients still get answers, on fresh connections each time.
+    for _ in 0..5 {
+        let c = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        let r = within(c.get(proxy.url("/health")).send()).await.unwrap();
+        assert_eq!(r.status(), 200);
+        let r = within(c.get(&url).send()).await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(within(r.bytes()).await.unwrap().len(), pkg.len());
+    }
+    drop(flood);
+}
