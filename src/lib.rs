@@ -12,6 +12,7 @@ pub mod extract;
 pub mod feeds;
 pub mod keys;
 pub mod listen;
+pub mod logging;
 pub mod metadata;
 pub mod metrics;
 pub mod proget;

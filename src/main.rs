@@ -18,10 +18,11 @@ fn main() -> ExitCode {
         println!("configuration ok");
         return ExitCode::SUCCESS;
     }
-    feedcache::startup::init_logging();
+    feedcache::logging::init();
     match feedcache::startup::run(config) {
         Ok(never) => match never {},
         Err(e) => {
+            feedcache::logging::flush();
             eprintln!("feedcache: {e}");
             ExitCode::FAILURE
         }

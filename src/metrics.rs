@@ -151,6 +151,7 @@ impl Metrics {
         let _ = writeln!(out, "# HELP feedcache_coalesced_waiters_total Requests that joined a fetch already in flight.\n# TYPE feedcache_coalesced_waiters_total counter\nfeedcache_coalesced_waiters_total {}", self.coalesced.load(Ordering::Relaxed));
         let _ = writeln!(out, "# HELP feedcache_connections_refused_total Connections refused at the connection cap (every slot busy).\n# TYPE feedcache_connections_refused_total counter\nfeedcache_connections_refused_total {}", self.connections_refused.load(Ordering::Relaxed));
         let _ = writeln!(out, "# HELP feedcache_header_timeouts_total Request headers not complete within connections.header_timeout.\n# TYPE feedcache_header_timeouts_total counter\nfeedcache_header_timeouts_total {}", self.header_timeouts.load(Ordering::Relaxed));
+        let _ = writeln!(out, "# HELP feedcache_log_lines_dropped_total Log lines dropped because the log writer fell behind.\n# TYPE feedcache_log_lines_dropped_total counter\nfeedcache_log_lines_dropped_total {}", crate::logging::dropped_lines());
         let _ = writeln!(out, "# HELP feedcache_upstream_requests_total Requests sent upstream.\n# TYPE feedcache_upstream_requests_total counter\nfeedcache_upstream_requests_total {}", self.upstream_requests.load(Ordering::Relaxed));
         let _ = writeln!(out, "# HELP feedcache_upstream_errors_total Upstream failures by kind.\n# TYPE feedcache_upstream_errors_total counter");
         for (kind, n) in self

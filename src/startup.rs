@@ -24,16 +24,6 @@ pub enum StartError {
     Thread(std::io::Error),
 }
 
-/// Logs to stderr; `RUST_LOG` overrides the default level (info).
-pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 /// How often the disk tier is checked against its cap.
 const EVICT_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 

@@ -65,7 +65,11 @@ impl ServerApp for Front {
         None
     }
 
-    async fn cleanup(&self) {}
+    /// The listeners are closed: write out the buffered log before the
+    /// process winds down.
+    async fn cleanup(&self) {
+        crate::logging::flush();
+    }
 }
 
 impl Front {

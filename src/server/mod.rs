@@ -83,7 +83,7 @@ impl Handler {
             cache = out.cache,
             status = out.sent.status,
             bytes = out.sent.bytes,
-            ms = start.elapsed().as_secs_f64() * 1000.0,
+            ms = start.elapsed().as_micros() as f64 / 1000.0,
             error = out.error.as_ref().map(|e| e.to_string()),
         );
         out.error.is_none()

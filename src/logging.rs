@@ -1,0 +1,121 @@
+//! Logging: plain text on stderr (colour only on a terminal), collected in
+//! a shared buffer and written by a background thread in large blocks, so a
+//! worker never waits for the log.
+//!
+//! The access log is one line per request. Written line by line on the
+//! worker thread it cost about a fifth of the CPU of a cached hit, and a
+//! per-line channel (tracing-appender) still half of that in thread
+//! wake-ups (BENCHMARKS.md). Like nginx's `access_log ... buffer=64k
+//! flush=1s`, lines are appended to one buffer; a full buffer is handed to
+//! the writer thread, which also writes whatever is buffered every
+//! `FLUSH_EVERY`. When the writer falls `QUEUE_BLOCKS` blocks behind (a
+//! stalled stderr), lines are dropped rather than blocking a worker, and
+//! counted (`feedcache_log_lines_dropped_total`).
+
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+/// A block is handed to the writer thread when it reaches this size.
+const BLOCK: usize = 64 * 1024;
+/// Blocks waiting for the writer before lines are dropped.
+const QUEUE_BLOCKS: usize = 64;
+/// Longest time a line waits in the buffer.
+const FLUSH_EVERY: Duration = Duration::from_millis(200);
+
+/// The shared buffer and the way to the writer thread.
+struct Sink {
+    buf: Mutex<Vec<u8>>,
+    tx: SyncSender<Vec<u8>>,
+    dropped: AtomicU64,
+}
+
+static SINK: OnceLock<Sink> = OnceLock::new();
+
+/// What the formatter writes one event into.
+struct SinkWriter(&'static Sink);
+
+impl Write for SinkWriter {
+    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
+        let sink = self.0;
+        let mut buf = sink.buf.lock().unwrap_or_else(|p| p.into_inner());
+        buf.extend_from_slice(line);
+        if buf.len() >= BLOCK {
+            let full = std::mem::replace(&mut *buf, Vec::with_capacity(BLOCK + 1024));
+            drop(buf);
+            if let Err(TrySendError::Full(b) | TrySendError::Disconnected(b)) =
+                sink.tx.try_send(full)
+            {
+                let lines = b.iter().filter(|&&c| c == b'\n').count();
+                sink.dropped.fetch_add(lines as u64, Ordering::Relaxed);
+            }
+        }
+        Ok(line.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes handed-over blocks, and what is buffered every `FLUSH_EVERY`.
+fn writer_thread(rx: Receiver<Vec<u8>>, sink: &'static Sink) {
+    let mut err = std::io::stderr();
+    loop {
+        let block = match rx.recv_timeout(FLUSH_EVERY) {
+            Ok(block) => block,
+            Err(RecvTimeoutError::Timeout) => {
+                let mut buf = sink.buf.lock().unwrap_or_else(|p| p.into_inner());
+                std::mem::take(&mut *buf)
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        // Nowhere to report a failing stderr; the next block tries again.
+        let _ = err.write_all(&block);
+    }
+}
+
+/// Sets up logging to stderr; `RUST_LOG` overrides the default level (info).
+pub fn init() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::stderr().is_terminal();
+    let (tx, rx) = sync_channel(QUEUE_BLOCKS);
+    let sink = SINK.get_or_init(|| Sink {
+        buf: Mutex::new(Vec::with_capacity(BLOCK + 1024)),
+        tx,
+        dropped: AtomicU64::new(0),
+    });
+    let spawned = std::thread::Builder::new()
+        .name("feedcache-log".into())
+        .spawn(move || writer_thread(rx, sink));
+    if spawned.is_err() {
+        // Without the thread nothing would ever be written: log directly.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(ansi)
+            .with_writer(std::io::stderr)
+            .try_init();
+        return;
+    }
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(move || SinkWriter(sink))
+        .try_init();
+}
+
+/// Writes out whatever is buffered now (before the process exits).
+pub fn flush() {
+    if let Some(sink) = SINK.get() {
+        let block = std::mem::take(&mut *sink.buf.lock().unwrap_or_else(|p| p.into_inner()));
+        let _ = std::io::stderr().write_all(&block);
+    }
+}
+
+/// Log lines dropped because the writer thread fell behind.
+pub fn dropped_lines() -> u64 {
+    SINK.get().map_or(0, |s| s.dropped.load(Ordering::Relaxed))
+}
