@@ -1,17 +1,20 @@
 //! The disk tier: one file per entry under `data/`, written in `tmp/` and
-//! published by rename, so a reader never sees a partial entry.
+//! published by rename, so a reader never sees a partial entry. Entries are
+//! not fsynced one by one; `durable.rs` says what guarantees them instead.
 
 use std::fs::{self, File};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tempfile::NamedTempFile;
 
-use super::entry::{decode_header, encode_header, Header, HeaderError, Meta};
+use super::durable::Durability;
+use super::entry::{encode_header, read_header, seal, Meta, Seal, SEAL_AT};
 use super::index::DiskIndex;
 use super::CacheError;
 use crate::keys::CacheKey;
@@ -55,7 +58,14 @@ pub struct DiskTier {
     pub index: Arc<DiskIndex>,
     /// Bytes the tier may hold; 0 = no cap.
     cap: u64,
+    /// Which entries may be torn by a power cut, and the periodic sync.
+    durable: Arc<Durability>,
 }
+
+/// Bodies up to this size are written by the calling task itself: a few
+/// page-cache writes and a rename cost less than two hand-offs to the
+/// blocking pool (nginx writes its cache files in the worker too).
+const INLINE_WRITE_MAX: usize = 256 * 1024;
 
 /// Eviction brings the tier down to this share of the cap, so it does not
 /// run again on the very next write.
@@ -81,22 +91,6 @@ fn io_err(path: &Path, e: std::io::Error) -> CacheError {
         path: path.display().to_string(),
         msg: e.to_string(),
     }
-}
-
-/// Reads and parses the header at the start of an entry file of `size`
-/// bytes: one small read, a second only for an unusually long header.
-pub(crate) fn read_header(file: &File, size: u64) -> std::io::Result<Result<Header, HeaderError>> {
-    let mut buf = vec![0u8; usize::try_from(size.min(4096)).unwrap_or(4096)];
-    let n = file.read_at(&mut buf, 0)?;
-    buf.truncate(n);
-    Ok(match decode_header(&buf) {
-        Err(HeaderError::Short(need)) if (need as u64) <= size => {
-            let mut big = vec![0u8; need];
-            file.read_exact_at(&mut big, 0)?;
-            decode_header(&big)
-        }
-        other => other,
-    })
 }
 
 /// The file name of an entry: the hex SHA-256 of its key.
@@ -176,6 +170,12 @@ impl DiskTier {
         let data = root.join("data");
         let tmp = root.join("tmp");
         fs::create_dir_all(&data).map_err(|e| io_err(&data, e))?;
+        // The 256 fan-out directories exist before any entry is written, so
+        // publishing an entry is one rename, never a mkdir.
+        for i in 0..=255u8 {
+            let d = data.join(hex::encode([i]));
+            fs::create_dir_all(&d).map_err(|e| io_err(&d, e))?;
+        }
         if tmp.exists() {
             fs::remove_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
         }
@@ -191,25 +191,28 @@ impl DiskTier {
             .name("feedcache-index".into())
             .spawn(move || ix.rebuild(&dir))
             .map_err(|e| io_err(&data, e))?;
+        let durable = Durability::open(root);
+        durable.spawn().map_err(|e| io_err(root, e))?;
         Ok(DiskTier {
             data,
             tmp,
             open,
             index,
             cap,
+            durable,
         })
     }
 
-    /// Where an entry lives: `data/ab/cd/abcd…` from a hash of the key. A
-    /// flat, hashed layout keeps lookups to three short path components and
-    /// lets nearly every new entry land in a directory that already exists
-    /// (creating per-package directories dominated the cost of cold misses).
+    /// Where an entry lives: `data/ab/abcd…` from a hash of the key. A flat,
+    /// hashed layout over 256 pre-created directories keeps lookups to two
+    /// short path components and publishing to a rename (creating
+    /// directories dominated the cost of cold misses).
     pub fn path_for(&self, key: &CacheKey) -> PathBuf {
         self.path_of(&name_for(key))
     }
 
     fn path_of(&self, name: &str) -> PathBuf {
-        self.data.join(&name[..2]).join(&name[2..4]).join(name)
+        self.data.join(name.get(..2).unwrap_or("00")).join(name)
     }
 
     /// Removes least recently used entries while the tier is over its cap
@@ -260,37 +263,22 @@ impl DiskTier {
         self.index.remove(name);
     }
 
-    /// Opens an entry; a missing file is `None`, a corrupt one is removed and `None`.
+    /// Opens an entry; a missing file is `None`, a corrupt or torn one is
+    /// removed and `None`.
     pub async fn get(&self, key: &CacheKey) -> Result<Option<DiskEntry>, CacheError> {
         let name = name_for(key);
         if let Some(e) = self.open.get(key) {
             self.index.touch(&name);
             return Ok(Some(e));
         }
+        // Once the start-up scan is in, the index knows every file: a miss
+        // costs no system call.
+        if self.index.ready() && !self.index.contains(&name) {
+            return Ok(None);
+        }
         let path = self.path_of(&name);
-        let found = blocking(move || {
-            let file = match File::open(&path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(io_err(&path, e)),
-            };
-            let size = file.metadata().map_err(|e| io_err(&path, e))?.len();
-            match read_header(&file, size).map_err(|e| io_err(&path, e))? {
-                Ok((meta, _, offset)) => Ok(Some(DiskEntry {
-                    map: map_body(&file, offset, size),
-                    file: Arc::new(file),
-                    meta: Arc::new(meta),
-                    offset,
-                    len: size - offset,
-                })),
-                Err(why) => {
-                    tracing::warn!(path = %path.display(), ?why, "removing corrupt cache entry");
-                    let _ = fs::remove_file(&path);
-                    Ok(None)
-                }
-            }
-        })
-        .await?;
+        let durable = self.durable.clone();
+        let found = blocking(move || load(&path, &durable)).await?;
         if let Some(e) = &found {
             self.open.insert(key.clone(), e.clone());
             self.index.touch(&name);
@@ -298,36 +286,51 @@ impl DiskTier {
         Ok(found)
     }
 
-    /// Publishes a filled temp file as the entry for `key`.
-    pub async fn commit(&self, key: &CacheKey, temp: TempEntry) -> Result<(), CacheError> {
+    /// Publishes a filled temp file as the entry for `key`, sealed with the
+    /// body's length and CRC-32.
+    pub async fn commit(
+        &self,
+        key: &CacheKey,
+        temp: TempEntry,
+        sealed: Seal,
+    ) -> Result<(), CacheError> {
         let target = self.path_for(key);
         let r = blocking(move || {
+            temp.write_at(&seal(sealed.len, sealed.crc), SEAL_AT)?;
             let size = temp.shared.metadata().map(|m| m.len()).unwrap_or(0);
             temp.commit_to(&target).map(|_| size)
         })
         .await;
         self.open.invalidate(key);
         let size = r?;
+        self.durable.written();
         self.index.insert(&name_for(key), key.as_str(), size);
         Ok(())
     }
 
-    /// Writes a whole entry atomically.
+    /// Writes a whole entry atomically; small ones from the calling task.
     pub async fn put(&self, key: &CacheKey, meta: &Meta, body: Bytes) -> Result<(), CacheError> {
-        let mut temp = self.temp()?;
-        let header = encode_header(meta, key.as_str());
+        let mut header = encode_header(meta, key.as_str());
+        let at = usize::try_from(SEAL_AT).unwrap_or(12);
+        header[at..at + 12].copy_from_slice(&seal(body.len() as u64, crc32fast::hash(&body)));
         let size = (header.len() + body.len()) as u64;
         let target = self.path_for(key);
-        let r = blocking(move || {
-            let f = temp.named.as_file_mut();
+        let temp = self.temp()?;
+        let write = move || {
+            let mut f = temp.shared.as_ref();
             f.write_all(&header)
                 .and_then(|_| f.write_all(&body))
                 .map_err(|e| io_err(temp.named.path(), e))?;
             temp.commit_to(&target)
-        })
-        .await;
+        };
+        let r = if size <= INLINE_WRITE_MAX as u64 {
+            write()
+        } else {
+            blocking(write).await
+        };
         self.open.invalidate(key);
         r?;
+        self.durable.written();
         self.index.insert(&name_for(key), key.as_str(), size);
         Ok(())
     }
@@ -363,6 +366,65 @@ impl DiskTier {
     }
 }
 
+/// Opens and checks one entry file (blocking). A file whose header or seal
+/// does not hold is removed.
+fn load(path: &Path, durable: &Durability) -> Result<Option<DiskEntry>, CacheError> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(path, e)),
+    };
+    let stat = file.metadata().map_err(|e| io_err(path, e))?;
+    let size = stat.len();
+    let why = match read_header(&file, size).map_err(|e| io_err(path, e))? {
+        Ok((meta, _, offset, seal)) => {
+            let map = map_body(&file, offset, size);
+            let entry = DiskEntry {
+                file: Arc::new(file),
+                meta: Arc::new(meta),
+                offset,
+                len: size - offset,
+                map,
+            };
+            match seal {
+                Some(s) if s.len != entry.len => "length differs from its seal",
+                Some(s) if durable.suspect(stat.modified().unwrap_or(UNIX_EPOCH)) => {
+                    if crc_of(&entry)? == s.crc {
+                        return Ok(Some(entry));
+                    }
+                    "checksum differs from its seal"
+                }
+                _ => return Ok(Some(entry)),
+            }
+        }
+        Err(_) => "unreadable header",
+    };
+    tracing::warn!(path = %path.display(), why, "removing damaged cache entry");
+    let _ = fs::remove_file(path);
+    Ok(None)
+}
+
+/// CRC-32 of an entry's body (blocking).
+fn crc_of(e: &DiskEntry) -> Result<u32, CacheError> {
+    if let Some(m) = &e.map {
+        return Ok(crc32fast::hash(m));
+    }
+    let mut h = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut pos = 0;
+    while pos < e.len {
+        let n = usize::try_from(e.len - pos)
+            .unwrap_or(buf.len())
+            .min(buf.len());
+        e.file
+            .read_exact_at(&mut buf[..n], e.offset + pos)
+            .map_err(|err| io_err(Path::new("entry"), err))?;
+        h.update(&buf[..n]);
+        pos += n as u64;
+    }
+    Ok(h.finalize())
+}
+
 impl TempEntry {
     /// Positional write (blocking).
     pub fn write_at(&self, buf: &[u8], offset: u64) -> Result<(), CacheError> {
@@ -377,13 +439,9 @@ impl TempEntry {
         self.shared.set_len(len).is_ok()
     }
 
-    /// Flushes data to stable storage, then renames into place: after a crash the
-    /// entry is either absent or complete.
+    /// Renames into place: a reader sees the entry complete or not at all.
+    /// After a power cut it may be torn; its seal tells (`durable.rs`).
     pub fn commit_to(self, target: &Path) -> Result<(), CacheError> {
-        self.named
-            .as_file()
-            .sync_data()
-            .map_err(|e| io_err(self.named.path(), e))?;
         // Rename first: the directory nearly always exists already.
         let named = match self.named.persist(target) {
             Ok(_) => return Ok(()),

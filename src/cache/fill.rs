@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use url::Url;
 
 use super::disk::{blocking, map_file, read_at, DiskEntry, MAP_MAX};
-use super::entry::{encode_header, now_secs, Freshness, MemEntry, Meta};
+use super::entry::{encode_header, now_secs, Freshness, MemEntry, Meta, Seal};
 use super::{Cache, Joined};
 use crate::error::AppError;
 use crate::extract::Package;
@@ -310,6 +310,7 @@ impl Cache {
         let mut kept = keep.then(BytesMut::new);
         let mut pending = BytesMut::with_capacity(WRITE_BLOCK);
         let mut written = 0u64;
+        let mut crc = crc32fast::Hasher::new();
         let mut body = resp.bytes_stream();
         let temp = Arc::new(temp);
         loop {
@@ -323,6 +324,7 @@ impl Cache {
                         kept = None;
                     }
                 }
+                crc.update(&chunk);
                 pending.extend_from_slice(&chunk);
             }
             if pending.len() >= WRITE_BLOCK || (end && !pending.is_empty()) {
@@ -371,7 +373,11 @@ impl Cache {
             tracing::error!(key = %key, "temp file still shared; not cached");
             return Ok(());
         };
-        if let Err(e) = self.disk.commit(key, temp).await {
+        let seal = Seal {
+            len: written,
+            crc: crc.finalize(),
+        };
+        if let Err(e) = self.disk.commit(key, temp, seal).await {
             tracing::error!(key = %key, error = %e, "cannot publish cache entry");
             return Ok(());
         }

@@ -1,7 +1,8 @@
 //! The disk tier's index: which entries exist, their size, key and last use,
 //! rebuilt from the files at start. It drives eviction under `disk_size`,
-//! purges by key prefix and the size statistics; lookups never depend on it
-//! (a file that exists is served even before the rebuild has seen it).
+//! purges by key prefix and the size statistics. Once the start-up scan is
+//! in (`ready`), a name it does not have is a miss without a look at the
+//! disk; before that, lookups go to the files.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -49,6 +50,11 @@ impl DiskIndex {
             self.bytes.fetch_sub(old.size, Ordering::Relaxed);
         }
         self.bytes.fetch_add(size, Ordering::Relaxed);
+    }
+
+    /// Whether a file of this name is known.
+    pub fn contains(&self, name: &str) -> bool {
+        self.lock().contains_key(name)
     }
 
     /// An entry was read.
@@ -107,9 +113,10 @@ impl DiskIndex {
             .collect()
     }
 
-    /// Walks `data/` (two levels of hash directories) and merges what it finds;
-    /// entries written meanwhile keep their newer state. Runs on a blocking
-    /// thread at start.
+    /// Walks `data/` and merges what it finds; entries written meanwhile keep
+    /// their newer state. Entries of the earlier two-level layout are moved
+    /// into place; files that are not entries are left alone and logged.
+    /// Runs on a thread of its own at start.
     pub fn rebuild(&self, data: &Path) {
         let mut found = Vec::new();
         for file in walk(data) {
@@ -144,17 +151,54 @@ impl DiskIndex {
     }
 }
 
+/// An entry's file name: 64 lowercase hex digits (a SHA-256).
+pub fn is_entry_name(name: &str) -> bool {
+    name.len() == 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The entry files under `data/ab/`, moving those of the old layout
+/// (`data/ab/cd/name`) up one level on the way.
 fn walk(data: &Path) -> Vec<PathBuf> {
-    let dirs = |p: &Path| -> Vec<PathBuf> {
+    let list = |p: &Path| -> Vec<PathBuf> {
         std::fs::read_dir(p)
             .map(|rd| rd.flatten().map(|e| e.path()).collect())
             .unwrap_or_default()
     };
+    let name_of = |p: &Path| p.file_name().and_then(|n| n.to_str()).map(str::to_owned);
     let mut out = Vec::new();
-    for a in dirs(data) {
-        for b in dirs(&a) {
-            out.extend(dirs(&b).into_iter().filter(|f| f.is_file()));
+    let mut strays = 0usize;
+    for fan in list(data).into_iter().filter(|p| p.is_dir()) {
+        for p in list(&fan) {
+            let name = name_of(&p).unwrap_or_default();
+            if p.is_dir() {
+                for old in list(&p) {
+                    match name_of(&old).filter(|n| is_entry_name(n)) {
+                        Some(n) if old.is_file() => {
+                            let to = fan.join(&n);
+                            if std::fs::rename(&old, &to).is_ok() {
+                                out.push(to);
+                            }
+                        }
+                        _ => strays += 1,
+                    }
+                }
+                let _ = std::fs::remove_dir(&p);
+            } else if is_entry_name(&name) && p.is_file() {
+                out.push(p);
+            } else {
+                strays += 1;
+            }
         }
+    }
+    if strays > 0 {
+        tracing::warn!(
+            dir = %data.display(),
+            files = strays,
+            "files in the cache directory that are not entries are ignored"
+        );
     }
     out
 }
@@ -162,7 +206,7 @@ fn walk(data: &Path) -> Vec<PathBuf> {
 /// The key recorded in an entry file's header, if readable.
 fn read_key(path: &Path, size: u64) -> Option<String> {
     let file = std::fs::File::open(path).ok()?;
-    let (_, key, _) = super::disk::read_header(&file, size).ok()?.ok()?;
+    let (_, key, ..) = super::entry::read_header(&file, size).ok()?.ok()?;
     key
 }
 

@@ -1,6 +1,7 @@
 //! The two-tier cache: memory (moka) over disk, plus fills in flight.
 
 mod disk;
+mod durable;
 mod entry;
 mod fill;
 mod index;
