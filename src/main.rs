@@ -2,6 +2,10 @@
 
 use std::process::ExitCode;
 
+/// See Cargo.toml: a per-thread-heap allocator for the request path.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 use feedcache::cli::Cli;
 

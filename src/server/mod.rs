@@ -75,17 +75,20 @@ impl Handler {
             out.sent.status,
             out.sent.bytes,
         );
-        tracing::info!(
-            target: "access",
-            method = %req.method,
-            path = req.uri.path(),
-            route = out.route,
-            cache = out.cache,
-            status = out.sent.status,
-            bytes = out.sent.bytes,
-            ms = start.elapsed().as_micros() as f64 / 1000.0,
-            error = out.error.as_ref().map(|e| e.to_string()),
-        );
+        if crate::logging::access_enabled() {
+            crate::logging::access(&crate::logging::Access {
+                method: req.method.as_str(),
+                path: req.uri.path(),
+                route: out.route,
+                cache: out.cache,
+                status: out.sent.status,
+                bytes: out.sent.bytes,
+                elapsed: start.elapsed(),
+            });
+        }
+        if let Some(e) = &out.error {
+            tracing::debug!(path = req.uri.path(), error = %e, "response not completed");
+        }
         out.error.is_none()
     }
 
