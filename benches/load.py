@@ -1,387 +1,341 @@
 #!/usr/bin/env python3
-"""Load benchmark: feedcache vs nginx proxy_cache vs nginx serving the files
-statically (the physical-limit reference), all on 127.0.0.1, in one run.
+"""Load benchmark: feedcache vs nginx proxy_cache vs Varnish, with nginx
+serving the same files statically as the physical-limit reference. All on
+127.0.0.1, all against one origin (its own nginx), in one run.
 
-Run it through benches/load.sh, which installs nginx, wrk and curl and builds
-feedcache in release mode. Every measurement is bounded in time; targets are
-interleaved within each round so that machine noise hits all of them alike.
+Run it through benches/load.sh, which installs nginx, wrk, varnish and curl
+and builds feedcache in release mode. Targets are interleaved within each
+round (every target runs every scenario, in a rotating order) so that the
+noise of a shared machine hits all of them alike; every run is bounded in
+time. Reported: medians over rounds, and ratios computed within a round.
+
+Server CPU per request is read from /proc (utime+stime of the server's whole
+process tree: nginx master+workers, varnishd manager+child, feedcache)
+before and after each wrk run, divided by the requests wrk completed (for
+bodies of 1 MB and more: by bytes read / body size, see loadlib.wrk).
+Hit runs are checked to cause no origin fetch; cold runs to fetch every key.
 """
 
 import argparse
+import json
 import os
-import re
 import shutil
 import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from loadlib import (COLD_LUA, COLD_SIZE, HERD_SIZE, SIZES, Abort, OriginLog, Procs,  # noqa: E402
+                     RssSampler, cpu_seconds, curl, f, free_port, herd, make_origin, med, nginx_conf,
+                     ratios, service_index, table, varnish_cmd, varnish_counters, wait_http, wrk)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FEEDCACHE = os.path.join(ROOT, "target", "release", "feedcache")
-
-SIZES = [  # label, package id, bytes (index.json is the version list)
-    ("index.json", None, None),
-    ("10KB", "p10k", 10 * 1024),
-    ("1MB", "p1m", 1024 * 1024),
-    ("50MB", "p50m", 50 * 1024 * 1024),
-]
-TARGETS = ["feedcache", "nginx-proxy", "nginx-static"]
+TARGETS = ["feedcache", "nginx-cache", "varnish", "static"]
+TAG = {"feedcache": "fc", "nginx-cache": "ngx", "varnish": "vn", "static": "st"}
+HITS = [f"{size}-c{c}" for size in SIZES for c in (64, 1)]
+SCENARIOS = HITS + ["cold", "herd"]
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def parse_args():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=3, help="per wrk run (~7 min in all by default)")
+    ap.add_argument("--herd", type=int, default=200, help="concurrent clients on one cold 50 MB key")
+    ap.add_argument("--only", default="", help="scenarios, comma-separated: " + ",".join(SCENARIOS)
+                    + "; a size (index,10k,1m,50m) means both c64 and c1; 'hits' means all hits")
+    ap.add_argument("--targets", default=",".join(TARGETS))
+    ap.add_argument("--feedcache-bin", default=os.path.join(ROOT, "target", "release", "feedcache"))
+    ap.add_argument("--memory", default="256MiB", help="feedcache memory tier")
+    ap.add_argument("--json", metavar="PATH", help="write all results here")
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, caches)")
+    a = ap.parse_args()
+    toks = [t for t in a.only.split(",") if t]
+    a.scenarios = [s for s in SCENARIOS if not toks or any(
+        t == s or s.startswith(t + "-") or (t == "hits" and s in HITS) for t in toks)]
+    a.targets = [t for t in TARGETS if t in a.targets.split(",")]
+    bad = [t for t in toks if not any(s == t or s.startswith(t + "-") for s in SCENARIOS) and t != "hits"]
+    bad += [t for t in ap.parse_args().targets.split(",") if t not in TARGETS]
+    if bad or not a.scenarios or not a.targets:
+        ap.error(f"nothing to run (unknown: {bad})" if bad else "nothing to run")
+    if a.rounds < 1 or a.seconds < 1 or a.herd < 1:
+        ap.error("--rounds, --seconds and --herd must be positive")
+    return a
 
 
-def wait_http(url, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        r = subprocess.run(["curl", "-sf", "-o", "/dev/null", "--max-time", "2", url])
-        if r.returncode == 0:
-            return
-        time.sleep(0.1)
-    sys.exit(f"not answering: {url}")
+def flat(t):
+    """Where each target serves the flat container."""
+    return "/v3/flatcontainer/" if t == "feedcache" else "/v3-flatcontainer/"
 
 
-def make_origin(w):
-    o = os.path.join(w, "origin")
-    flat = os.path.join(o, "v3-flatcontainer")
-    os.makedirs(os.path.join(o, "v3"))
-    os.makedirs(os.path.join(o, "tmpl"))
-    rnd = os.urandom(50 * 1024 * 1024)
-    for _, pid, size in SIZES[1:]:
-        d = os.path.join(flat, pid, "1.0.0")
-        os.makedirs(d)
-        with open(os.path.join(d, f"{pid}.1.0.0.nupkg"), "wb") as f:
-            f.write(rnd[:size])
-    os.makedirs(os.path.join(flat, "pkg"))
-    versions = ",".join(f'"1.0.{i}"' for i in range(16))
-    with open(os.path.join(flat, "pkg", "index.json"), "w") as f:
-        f.write('{"versions":[' + versions + "]}")  # ~200 bytes
-    with open(os.path.join(o, "tmpl", "small.nupkg"), "wb") as f:
-        f.write(rnd[:2048])
-    os.link(os.path.join(flat, "p50m", "1.0.0", "p50m.1.0.0.nupkg"),
-            os.path.join(o, "tmpl", "big.nupkg"))
-    return o
+def pkg_path(t, pid):
+    return flat(t) + ("pkg/index.json" if pid == "pkg" else f"{pid}/1.0.0/{pid}.1.0.0.nupkg")
 
 
-def nginx_conf(w, origin_port, static_port, proxy_port):
-    tmp = os.path.join(w, "ngx-tmp")
-    os.makedirs(tmp)
-    return f"""
-worker_processes 2;
-error_log {w}/nginx-error.log warn;
-pid {w}/nginx.pid;
-events {{ worker_connections 8192; }}
-http {{
-  access_log off;
-  sendfile on; tcp_nopush on; tcp_nodelay on;
-  keepalive_requests 1000000;
-  default_type application/octet-stream;
-  client_body_temp_path {tmp}/body; proxy_temp_path {tmp}/proxy;
-  fastcgi_temp_path {tmp}/fcgi; uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
-  proxy_cache_path {w}/ngx-cache levels=1:2 keys_zone=pc:64m max_size=20g inactive=1d use_temp_path=off;
-  log_format uri '$request_uri';
-  upstream origin {{ server 127.0.0.1:{origin_port}; keepalive 64; }}
-  server {{  # the origin: distinct cold/herd keys all map to one file
-    listen 127.0.0.1:{origin_port} backlog=4096;
-    root {w}/origin;
-    access_log {w}/origin.log uri;
-    location ~ ^/v3-flatcontainer/cold[^/]*/ {{ try_files /tmpl/small.nupkg =404; }}
-    location ~ ^/v3-flatcontainer/herd[^/]*/ {{ try_files /tmpl/big.nupkg =404; }}
-  }}
-  server {{  # the reference: the same files, static, sendfile
-    listen 127.0.0.1:{static_port} backlog=4096;
-    root {w}/origin;
-  }}
-  server {{  # the competitor: proxy_cache on disk with a cache lock
-    listen 127.0.0.1:{proxy_port} backlog=4096;
-    location / {{
-      proxy_pass http://origin;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_cache pc;
-      proxy_cache_valid 200 1d;
-      proxy_cache_lock on;
-      proxy_cache_lock_timeout 120s;
-      proxy_cache_lock_age 120s;
-    }}
-  }}
-}}
-"""
+class Bench:
+    """The running servers: base URLs, process roots for CPU accounting, and
+    the origin's log for counting fetches."""
+
+    def __init__(self, a, w, procs):
+        self.a, self.w, self.procs = a, w, procs
+        self.index = make_origin(w)
+        self.lua = os.path.join(w, "cold.lua")
+        with open(self.lua, "w") as fh:
+            fh.write(COLD_LUA)
+        ports = {t: free_port() for t in ["origin"] + TARGETS}
+        service_index(w, ports["origin"])
+        self.origin = OriginLog(os.path.join(w, "ngx-origin", "access.log"))
+        self.base = {t: f"http://127.0.0.1:{ports[t]}" for t in TARGETS}
+        self.roots = {}
+        procs.start("origin", nginx_conf(w, "origin", ports["origin"], ports["origin"]))
+        wait_http(f"http://127.0.0.1:{ports['origin']}/v3/index.json")
+        for t in a.targets:
+            if t == "feedcache":
+                argv, env = self.feedcache_cmd(ports), dict(os.environ)
+                env.pop("RUST_LOG", None)  # default logging: info, access log on stderr
+            elif t == "varnish":
+                argv, env = varnish_cmd(w, ports[t], ports["origin"]), None
+            else:
+                argv, env = nginx_conf(w, t.split("-")[-1], ports[t], ports["origin"]), None
+            self.roots[t] = [procs.start(t, argv, env).pid]
+        for t in a.targets:
+            wait_http(self.base[t] + ("/health" if t == "feedcache" else "/v3/index.json"))
+        self.rss = RssSampler(self.roots["feedcache"][0]) if "feedcache" in a.targets else None
+
+    def feedcache_cmd(self, ports):
+        conf = os.path.join(self.w, "feedcache.toml")
+        with open(conf, "w") as fh:
+            fh.write(f'[cache]\nmemory_size = "{self.a.memory}"\n')
+        return [self.a.feedcache_bin, "-c", conf, "--listen", f"127.0.0.1:{ports['feedcache']}",
+                "--cache-dir", os.path.join(self.w, "fc-cache"),
+                "--upstream", f"http://127.0.0.1:{ports['origin']}/v3/index.json",
+                "--metadata-ttl", "1h", "--threads", "2"]
+
+    def timed(self, t, fn):
+        """fn() under CPU accounting of t's processes and origin-fetch counting."""
+        self.procs.check_alive()
+        self.origin.mark()
+        c0 = cpu_seconds(self.roots[t])
+        r = fn()
+        r["cpu_s"] = cpu_seconds(self.roots[t]) - c0
+        return r
+
+    def verify(self, t, url, label):
+        """Status 200 and the right body; a cache answering 404 or an empty
+        body would otherwise yield a fast, bogus number."""
+        code, size, _ = curl(url)
+        want = {"index": len(self.index), "cold": COLD_SIZE}.get(label) or SIZES[label][1]
+        if code != 200 or size != want:  # all four pass the version list through as is
+            raise Abort(f"{t} answered {url} with status {code} and {size} bytes, "
+                        f"expected 200 and {want} bytes; logs: {self.w}/{t}.err, ngx-*/")
+
+    def hit(self, t, scen):
+        label, conns = scen.rsplit("-c", 1)
+        pid = SIZES[label][0]
+        url = self.base[t] + pkg_path(t, pid)
+        for _ in range(3):  # warm: cached, and complete on disk where applicable
+            curl(url)
+        self.verify(t, url, label)
+        r = self.timed(t, lambda: wrk(url, int(conns), self.a.seconds, body=SIZES[label][1]))
+        if r["non2xx"]:
+            raise Abort(f"{t}: {r['non2xx']} non-2xx answers to {url} during {scen}")
+        r["origin_fetches"] = self.origin.count(f"/{pid}/")  # should stay 0: all hits
+        return r
+
+    def cold(self, t, rnd):
+        check = f"coldcheck{TAG[t]}r{rnd}"
+        self.verify(t, self.base[t] + flat(t) + f"{check}/1.0.0/{check}.1.0.0.nupkg", "cold")
+        prefix = f"cold{TAG[t]}r{rnd}x"  # fresh keys for this target and round
+        r = self.timed(t, lambda: wrk(self.base[t], 64, self.a.seconds, self.lua, (prefix, flat(t))))
+        r["origin_fetches"] = self.origin.count(prefix)
+        return r
+
+    def herd(self, t, rnd):
+        if t == "static":
+            key, url = None, self.base[t] + pkg_path(t, "p50m")
+        else:
+            key = f"herd{TAG[t]}r{rnd}x"
+            url = self.base[t] + flat(t) + f"{key}/1.0.0/{key}.1.0.0.nupkg"
+
+        def run():
+            secs, ok = herd(self.w, url, self.a.herd, HERD_SIZE)
+            return {"seconds": secs, "complete": ok}
+        r = self.timed(t, run)
+        if r["complete"] != self.a.herd:  # truncated bodies finish early: a bogus fast time
+            raise Abort(f"{t}: only {r['complete']} of {self.a.herd} herd downloads of {url} "
+                        f"were complete 200s of {HERD_SIZE} bytes")
+        r["origin_fetches"] = self.origin.count(key) if key else None
+        return r
 
 
-def parse_wrk(out):
-    def num(pattern, scale=None):
-        m = re.search(pattern, out)
-        if not m:
+def run_rounds(a, b):
+    """results[scenario][target] = [one dict per round]"""
+    res = {s: {} for s in a.scenarios}
+    for rnd in range(1, a.rounds + 1):
+        order = a.targets[(rnd - 1) % len(a.targets):] + a.targets[:(rnd - 1) % len(a.targets)]
+        print(f"round {rnd}/{a.rounds} (order {', '.join(order)})", flush=True)
+        for s in a.scenarios:
+            for t in order:
+                if s in HITS:
+                    r = b.hit(t, s)
+                elif t == "static":
+                    r = b.herd(t, rnd) if s == "herd" else None  # static cannot miss
+                else:
+                    r = b.cold(t, rnd) if s == "cold" else b.herd(t, rnd)
+                if r is None:
+                    continue
+                if "requests" in r:
+                    r["cpu_us"] = r["cpu_s"] * 1e6 / r["requests"]
+                    msg = f"{r['rps']:9.0f}/s {r['cpu_us']:8.1f} µs CPU"
+                else:
+                    msg = f"{r['seconds']:6.2f} s, {r['complete']} complete, origin {r['origin_fetches']}"
+                res[s].setdefault(t, []).append(r)
+                print(f"  {s:9} {t:11} {msg}", flush=True)
+    return res
+
+
+def col(runs, key):
+    return [r[key] for r in runs] if runs else []
+
+
+def rng(vals, digits=0):
+    if len(vals) < 2:
+        return f(med(vals), digits)
+    return f"{f(med(vals), digits)} ({f(min(vals), digits)}–{f(max(vals), digits)})"
+
+
+def report(a, res):
+    summary, verdict = {}, []
+    hits = [s for s in a.scenarios if s in HITS]
+    if hits:
+        print(f"Hits (wrk, {a.seconds}s per run; medians of {a.rounds} rounds, req/s min–max; "
+              "× static = median of per-round ratios)\n")
+        rows = []
+        for s in hits:
+            st = res[s].get("static")
+            for t in a.targets:
+                rs = res[s][t]
+                notes = [f"origin fetches {sum(col(rs, 'origin_fetches'))}!"] if t != "static" and \
+                    sum(col(rs, "origin_fetches")) else []
+                notes += [f"socket errors {sum(col(rs, 'socket_errors'))}"] if sum(col(rs, "socket_errors")) else []
+                m = {k: med(col(rs, k)) for k in ("rps", "p50_ms", "p99_ms", "mb_s", "cpu_us")}
+                m["rps_x_static"] = med(ratios(col(rs, "rps"), col(st, "rps")))
+                m["cpu_x_static"] = med(ratios(col(rs, "cpu_us"), col(st, "cpu_us")))
+                summary.setdefault(s, {})[t] = m
+                rows.append([s, t, rng(col(rs, "rps")), f(m["p50_ms"], 2), f(m["p99_ms"], 2), f(m["mb_s"]),
+                             f(m["cpu_us"], 1), f(m["rps_x_static"], 2), f(m["cpu_x_static"], 2),
+                             "; ".join(notes)])
+            fc, peers = res[s].get("feedcache"), [res[s].get(p) for p in ("nginx-cache", "varnish")]
+            peers = [p for p in peers if p]
+            if fc and peers:  # per round: feedcache against the better peer of that round
+                best = [max(x) for x in zip(*[col(p, "rps") for p in peers])]
+                least = [min(x) for x in zip(*[col(p, "cpu_us") for p in peers])]
+                verdict.append([s, med(ratios(col(fc, "rps"), best)), "req/s ÷ max(nginx-cache, varnish)",
+                                med(ratios(col(fc, "cpu_us"), least)), "CPU/req ÷ min(nginx-cache, varnish)"])
+        table(["scenario", "target", "req/s", "p50 ms", "p99 ms", "MB/s", "CPU µs/req",
+               "req/s × static", "CPU × static", "notes"], rows)
+    if "cold" in a.scenarios and res["cold"]:
+        print(f"Cold misses (wrk c=64, {a.seconds}s, a fresh {COLD_SIZE // 1024} KB key per request "
+              "and target; × nginx-cache = median of per-round ratios)\n")
+        rows, ref = [], res["cold"].get("nginx-cache")
+        for t, rs in res["cold"].items():
+            m = {k: med(col(rs, k)) for k in ("rps", "p50_ms", "p99_ms", "cpu_us")}
+            m["rps_x_nginx_cache"] = med(ratios(col(rs, "rps"), col(ref, "rps")))
+            m["cpu_x_nginx_cache"] = med(ratios(col(rs, "cpu_us"), col(ref, "cpu_us")))
+            summary.setdefault("cold", {})[t] = m
+            fetched = med(ratios(col(rs, "origin_fetches"), col(rs, "requests")))
+            rows.append([t, rng(col(rs, "rps")), f(m["p50_ms"], 2), f(m["p99_ms"], 2), f(m["cpu_us"], 1),
+                         f(m["rps_x_nginx_cache"], 2), f(m["cpu_x_nginx_cache"], 2), f(fetched, 2)])
+        table(["target", "misses/s", "p50 ms", "p99 ms", "CPU µs/miss", "misses/s × nginx-cache",
+               "CPU × nginx-cache", "origin fetches / request"], rows)
+        if "feedcache" in res["cold"] and ref:
+            verdict.append(["cold", summary["cold"]["feedcache"]["rps_x_nginx_cache"], "misses/s ÷ nginx-cache",
+                            summary["cold"]["feedcache"]["cpu_x_nginx_cache"], "CPU/miss ÷ nginx-cache"])
+    if "herd" in a.scenarios:
+        print(f"Thundering herd ({a.herd} concurrent clients, one cold 50 MB key; wall time to the "
+              "last byte; × static = median of per-round ratios)\n")
+        rows, st = [], res["herd"].get("static")
+        for t, rs in res["herd"].items():
+            m = {"seconds": med(col(rs, "seconds")),
+                 "x_static": med(ratios(col(rs, "seconds"), col(st, "seconds")))}
+            summary.setdefault("herd", {})[t] = m
+            fetches = col(rs, "origin_fetches")
+            flag = " (should be 1!)" if t == "feedcache" and any(x != 1 for x in fetches) else ""
+            m["cpu_s"] = med(col(rs, "cpu_s"))
+            rows.append([t, rng(col(rs, "seconds"), 2), f(m["x_static"], 2), f(m["cpu_s"], 2),
+                         ", ".join(str(x) for x in col(rs, "complete")),
+                         "n/a" if t == "static" else ", ".join(map(str, fetches)) + flag])
+        table(["target", "last byte s", "× static", "server CPU s", "complete 200s", "origin fetches per round"], rows)
+        fc, ngx = res["herd"].get("feedcache"), res["herd"].get("nginx-cache")
+        if fc and ngx:
+            verdict.append(["herd", med(ratios(col(fc, "seconds"), col(ngx, "seconds"))),
+                            "last-byte wall ÷ nginx-cache (lower is better)", None, ""])
+    if verdict:
+        print("Verdict: feedcache against its peers (medians of per-round ratios; throughput "
+              "> 1 and CPU < 1 favour feedcache)\n")
+        table(["scenario", "throughput ratio", "of", "CPU ratio", "of"],
+              [[v[0], f(v[1], 2), v[2], f(v[3], 2), v[4]] for v in verdict])
+    return summary, verdict
+
+
+def versions(a):
+    def first(cmd):
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+            return ((r.stdout or "") + (r.stderr or "")).strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.TimeoutExpired):
             return None
-        v = float(m.group(1))
-        unit = m.group(2) if m.lastindex and m.lastindex >= 2 else ""
-        return v * (scale or {}).get(unit, 1)
-
-    time_units = {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}
-    size_units = {"B": 1 / 2**20, "KB": 1 / 1024, "MB": 1, "GB": 1024}
-    return {
-        "rps": num(r"Requests/sec:\s+([\d.]+)"),
-        "p50": num(r"\s50%\s+([\d.]+)(us|ms|s|m)\b", time_units),
-        "p99": num(r"\s99%\s+([\d.]+)(us|ms|s|m)\b", time_units),
-        "mbs": num(r"Transfer/sec:\s+([\d.]+)(B|KB|MB|GB)", size_units),
-        "errors": "Non-2xx" in out or "Socket errors" in out,
-    }
-
-
-def wrk(url, conns, seconds, script=None, args=()):
-    threads = min(2, conns)
-    cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--latency", "--timeout", "30s"]
-    if script:
-        cmd += ["-s", script]
-    cmd.append(url)
-    if args:
-        cmd += ["--", *args]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60).stdout
-    r = parse_wrk(out)
-    if r["rps"] is None:
-        sys.exit(f"wrk output not understood:\n{out}")
-    return r
-
-
-COLD_LUA = """
-local n = 0
-local tid = 0
-function setup(thread) tid = tid + 1; thread:set("tid", tid) end
-function init(args) prefix = args[1]; style = args[2] end
-function request()
-  n = n + 1
-  local id = "cold" .. prefix .. "t" .. tid .. "n" .. n
-  if style == "fc" then
-    return wrk.format("GET", "/v3/flatcontainer/" .. id .. "/1.0.0/" .. id .. ".1.0.0.nupkg")
-  end
-  return wrk.format("GET", "/v3-flatcontainer/" .. id .. "/1.0.0/" .. id .. ".1.0.0.nupkg")
-end
-"""
-
-
-def herd(w, url, clients):
-    cfg = os.path.join(w, "herd.curl")
-    with open(cfg, "w") as f:
-        for _ in range(clients):
-            f.write(f'url = "{url}"\noutput = "/dev/null"\n')
-    start = time.monotonic()
-    r = subprocess.run(["curl", "-s", "-Z", "--parallel-max", str(clients), "--parallel-immediate",
-                        "--max-time", "120", "-w", "%{http_code} %{size_download}\n", "-K", cfg],
-                       capture_output=True, text=True, timeout=180)
-    elapsed = time.monotonic() - start
-    lines = r.stdout.split()
-    ok = sum(1 for i in range(0, len(lines) - 1, 2)
-             if lines[i] == "200" and lines[i + 1] == str(50 * 1024 * 1024))
-    return elapsed, ok
-
-
-def count_origin(w, needle):
-    with open(os.path.join(w, "origin.log")) as f:
-        return sum(1 for line in f if needle in line)
-
-
-def vm_hwm(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-class RssSampler:
-    """Samples feedcache's anonymous and file-backed RSS every 100 ms: VmHWM
-    counts mapped page-cache pages too, which the kernel can drop at will."""
-
-    def __init__(self, pid):
-        import threading
-        self.pid, self.anon, self.file = pid, 0, 0
-        self.stop = threading.Event()
-        self.t = threading.Thread(target=self.run, daemon=True)
-        self.t.start()
-
-    def run(self):
-        while not self.stop.wait(0.1):
-            try:
-                with open(f"/proc/{self.pid}/status") as f:
-                    for line in f:
-                        if line.startswith("RssAnon:"):
-                            self.anon = max(self.anon, int(line.split()[1]) / 1024)
-                        elif line.startswith("RssFile:"):
-                            self.file = max(self.file, int(line.split()[1]) / 1024)
-            except OSError:
-                return
-
-
-def fmt(values, f="{:.0f}"):
-    values = [v for v in values if v is not None]
-    if not values:
-        return "-"
-    med = statistics.median(values)
-    return f"{f.format(med)} ({f.format(min(values))}–{f.format(max(values))})"
+    return {"feedcache": first([a.feedcache_bin, "--version"]), "nginx": first(["nginx", "-v"]),
+            "varnish": first(["varnishd", "-V"]), "wrk": first(["wrk", "-v"]),
+            "curl": first(["curl", "--version"]), "cpus": os.cpu_count()}
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--seconds", type=int, default=3, help="per hit measurement")
-    ap.add_argument("--cold-seconds", type=int, default=4)
-    ap.add_argument("--herd", type=int, default=200)
-    ap.add_argument("--memory", default="256MiB", help="feedcache memory tier")
-    ap.add_argument("--only", default="hits,cold,herd", help="which parts to run")
-    a = ap.parse_args()
-
+    a = parse_args()
+    if "feedcache" in a.targets and not os.access(a.feedcache_bin, os.X_OK):
+        sys.exit(f"no feedcache binary at {a.feedcache_bin} (cargo build --release)")
+    start = time.monotonic()
     w = tempfile.mkdtemp(prefix="feedcache-bench-")
-    os.chmod(w, 0o755)
-    procs = []
-
-    def cleanup(*_):
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        shutil.rmtree(w, ignore_errors=True)
-
-    signal.signal(signal.SIGTERM, lambda *_: (cleanup(), sys.exit(1)))
+    os.chmod(w, 0o755)  # nginx workers and varnish's child run as other users
+    procs = Procs(w)
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # unwind through finally: stop servers
+        signal.signal(sig, lambda n, _: sys.exit(128 + n))
+    rc = 0
     try:
-        print(f"work dir {w}; building origin files", flush=True)
-        make_origin(w)
-        origin_port, static_port, proxy_port = free_port(), free_port(), free_port()
-        with open(os.path.join(w, "origin", "v3", "index.json"), "w") as f:
-            f.write('{"version":"3.0.0","resources":[{"@id":"http://127.0.0.1:%d/v3-flatcontainer/",'
-                    '"@type":"PackageBaseAddress/3.0.0"}]}' % origin_port)
-        conf = os.path.join(w, "nginx.conf")
-        with open(conf, "w") as f:
-            f.write(nginx_conf(w, origin_port, static_port, proxy_port))
-        procs.append(subprocess.Popen(["nginx", "-c", conf, "-p", w, "-g", "daemon off;"]))
-        fc_conf = os.path.join(w, "feedcache.toml")
-        with open(fc_conf, "w") as f:
-            f.write(f'[cache]\nmemory_size = "{a.memory}"\n')
-        fc = subprocess.Popen(
-            [FEEDCACHE, "-c", fc_conf, "--listen", "127.0.0.1:0", "--cache-dir", os.path.join(w, "fc-cache"),
-             "--upstream", f"http://127.0.0.1:{origin_port}/v3/index.json", "--metadata-ttl", "1h",
-             "--threads", "2"],
-            stdout=subprocess.PIPE, text=True, env={**os.environ, "RUST_LOG": "warn"})
-        procs.append(fc)
-        line = fc.stdout.readline()
-        fc_base = line.strip().removeprefix("feedcache listening on ")
-        bases = {
-            "feedcache": fc_base,
-            "nginx-proxy": f"http://127.0.0.1:{proxy_port}",
-            "nginx-static": f"http://127.0.0.1:{static_port}",
-        }
-        for b in bases.values():
-            wait_http(b + ("/health" if b == fc_base else "/v3/index.json"))
-
-        def path(target, pid):
-            flat = "/v3/flatcontainer/" if target == "feedcache" else "/v3-flatcontainer/"
-            if pid is None:
-                return f"{flat}pkg/index.json"
-            return f"{flat}{pid}/1.0.0/{pid}.1.0.0.nupkg"
-
-        # Warm both caches (twice: nginx caches on the second sight of nothing,
-        # but a second pass makes sure every entry is complete and on disk).
-        for _ in range(2):
-            for t in TARGETS:
-                for _, pid, _ in SIZES:
-                    subprocess.run(["curl", "-sf", "-o", "/dev/null", bases[t] + path(t, pid)], check=True)
-
-        sampler = RssSampler(fc.pid)
-        lua = os.path.join(w, "cold.lua")
-        with open(lua, "w") as f:
-            f.write(COLD_LUA)
-
-        hits = {}   # (size, conns, target) -> [results]
-        cold = {}   # target -> [rps]
-        herds = {}  # target -> [(seconds, ok, origin_requests)]
-        for rnd in range(1, a.rounds + 1):
-            print(f"round {rnd}/{a.rounds}", flush=True)
-            for label, pid, _ in SIZES if "hits" in a.only else []:
-                for conns in (64, 1):
-                    for t in TARGETS:
-                        r = wrk(bases[t] + path(t, pid), conns, a.seconds)
-                        hits.setdefault((label, conns, t), []).append(r)
-            for t in ("feedcache", "nginx-proxy") if "cold" in a.only else []:
-                style = "fc" if t == "feedcache" else "ngx"
-                r = wrk(bases[t], 32, a.cold_seconds, lua, (f"r{rnd}{style}", style))
-                cold.setdefault(t, []).append(r)
-            for t in TARGETS if "herd" in a.only else []:
-                key = f"herdr{rnd}{t.replace('-', '')}"
-                p = (f"/v3/flatcontainer/{key}/1.0.0/{key}.1.0.0.nupkg" if t == "feedcache"
-                     else f"/v3-flatcontainer/{key}/1.0.0/{key}.1.0.0.nupkg")
-                if t == "nginx-static":
-                    p = path(t, "p50m")
-                secs, ok = herd(w, bases[t] + p, a.herd)
-                herds.setdefault(t, []).append((secs, ok, count_origin(w, key)))
-
-        rss = vm_hwm(fc.pid)
+        meta = {"rounds": a.rounds, "seconds": a.seconds, "herd": a.herd, "scenarios": a.scenarios,
+                "targets": a.targets, "memory": a.memory, **versions(a)}
+        print(f"work dir {w}; {meta['feedcache']}; {meta['nginx']}; {meta['varnish']}; {meta['wrk']}",
+              flush=True)
+        b = Bench(a, w, procs)
+        res = run_rounds(a, b)
         print()
-        if "hits" in a.only:
-            print_hits(a, hits)
-        if "cold" in a.only:
-            print_cold(a, cold)
-        if "herd" in a.only:
-            print_herd(a, herds)
-        sampler.stop.set()
-        print(f"feedcache peak RSS (VmHWM): {rss:.0f} MB with a {a.memory} memory tier; "
-              f"peak anonymous {sampler.anon:.0f} MB, peak file-backed (mapped page cache) "
-              f"{sampler.file:.0f} MB")
+        summary, verdict = report(a, res)
+        if b.rss:
+            b.rss.stop.set()
+            print(f"feedcache peak RSS: anonymous {b.rss.anon:.0f} MB, file-backed (mapped page cache) "
+                  f"{b.rss.file:.0f} MB, with a {a.memory} memory tier")
+            meta["feedcache_peak_rss_mb"] = {"anon": b.rss.anon, "file": b.rss.file}
+        if "varnish" in a.targets:
+            meta["varnish_counters"] = varnish_counters(w)
+            print("varnish counters: " + ", ".join(f"{k} {v}" for k, v in meta["varnish_counters"].items()))
+        meta["wall_seconds"] = time.monotonic() - start  # without the clean-up below
+        if a.json:
+            with open(a.json, "w") as fh:
+                json.dump({"meta": meta, "results": res, "summary": summary, "verdict": verdict}, fh, indent=1)
+    except Abort as e:
+        print(f"\nABORTED: {e}", file=sys.stderr)
+        rc, a.keep = 1, True  # keep the logs the message points to
+    except KeyboardInterrupt:
+        rc = 130
     finally:
-        cleanup()
-
-
-def print_hits(a, hits):
-    print(f"Hits (wrk, {a.seconds}s each; medians of {a.rounds} rounds, min–max in brackets)\n")
-    print("| size | conns | target | req/s | p50 ms | p99 ms | MB/s | × nginx-static req/s |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for label, _, _ in SIZES:
-        for conns in (64, 1):
-            ref = [r["rps"] for r in hits[(label, conns, "nginx-static")]]
-            for t in TARGETS:
-                rs = hits[(label, conns, t)]
-                ratios = [r["rps"] / s for r, s in zip(rs, ref)]
-                err = " (errors)" if any(r["errors"] for r in rs) else ""
-                print(f"| {label} | {conns} | {t}{err} | {fmt([r['rps'] for r in rs])} | "
-                      f"{fmt([r['p50'] for r in rs], '{:.2f}')} | {fmt([r['p99'] for r in rs], '{:.2f}')} | "
-                      f"{fmt([r['mbs'] for r in rs])} | {fmt(ratios, '{:.2f}')} |")
-    print()
-
-
-def print_cold(a, cold):
-    print(f"Cold misses (wrk c=32, {a.cold_seconds}s, every request a distinct key)\n")
-    print("| target | misses/s | p50 ms | p99 ms | × nginx-proxy |")
-    print("| --- | --- | --- | --- | --- |")
-    ref = [r["rps"] for r in cold["nginx-proxy"]]
-    for t in ("feedcache", "nginx-proxy"):
-        rs = cold[t]
-        ratios = [r["rps"] / s for r, s in zip(rs, ref)]
-        print(f"| {t} | {fmt([r['rps'] for r in rs])} | {fmt([r['p50'] for r in rs], '{:.2f}')} | "
-              f"{fmt([r['p99'] for r in rs], '{:.2f}')} | {fmt(ratios, '{:.2f}')} |")
-    print()
-
-
-def print_herd(a, herds):
-    print(f"Thundering herd: {a.herd} concurrent requests for one cold 50 MB key (curl -Z)\n")
-    print("| target | last byte s | × nginx-static | complete 200s | origin requests |")
-    print("| --- | --- | --- | --- | --- |")
-    ref = [h[0] for h in herds["nginx-static"]]
-    for t in TARGETS:
-        hs = herds[t]
-        origin = "n/a (static)" if t == "nginx-static" else ", ".join(str(h[2]) for h in hs)
-        print(f"| {t} | {fmt([h[0] for h in hs], '{:.2f}')} | "
-              f"{fmt([h[0] / s for h, s in zip(hs, ref)], '{:.2f}')} | "
-              f"{', '.join(str(h[1]) for h in hs)} | {origin} |")
-    print()
+        procs.stop()
+        if a.keep:
+            print(f"kept {w}")
+        else:
+            shutil.rmtree(w, ignore_errors=True)  # seconds: many cached cold entries
+    print(f"total wall time {time.monotonic() - start:.0f} s (with start-up and clean-up)")
+    sys.exit(rc)
 
 
 if __name__ == "__main__":
