@@ -280,3 +280,77 @@ async fn metrics_count_hits_misses_and_upstream_requests() {
         .expect("bytes served");
     assert!(served >= 600_000, "{served}");
 }
+
+/// Entries too large for the memory tier are sent from the disk tier with
+/// sendfile: whole, as ranges, and with the connection kept alive for the
+/// next request (raw HTTP/1.1 so the reuse is certain).
+#[tokio::test]
+async fn large_disk_entries_are_sent_whole_ranged_and_keep_alive() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = FakeUpstream::start().await;
+    up.serve_nuget_index();
+    let body = blob(6_000_000, 77); // above memory_max_entry (4 MiB)
+    let path = "/v3-flatcontainer/huge/1.0.0/huge.1.0.0.nupkg";
+    up.set(path, Behavior::bytes(body.clone()));
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(&up.index_url(), dir.path(), &[]).await;
+    let url_path = "/v3/flatcontainer/huge/1.0.0/huge.1.0.0.nupkg";
+    let (s, h, b) = get(&proxy.url(url_path)).await;
+    assert_eq!((s, h["x-cache"].to_str().unwrap()), (200, "MISS"));
+    assert!(b == body);
+
+    let addr = proxy.base.trim_start_matches("http://").to_owned();
+    let mut conn = within(tokio::net::TcpStream::connect(addr)).await.unwrap();
+    let mut buf = Vec::new();
+    // Reads one response with a Content-Length body off the connection.
+    async fn response(conn: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> (String, Vec<u8>) {
+        loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length: ")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .unwrap();
+                while buf.len() < end + 4 + len {
+                    let mut chunk = vec![0u8; 1 << 16];
+                    let n = within(conn.read(&mut chunk)).await.unwrap();
+                    assert!(n > 0, "connection closed mid-body");
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let rest = buf.split_off(end + 4 + len);
+                let got = buf.split_off(end + 4);
+                *buf = rest;
+                return (head, got);
+            }
+            let mut chunk = vec![0u8; 1 << 16];
+            let n = within(conn.read(&mut chunk)).await.unwrap();
+            assert!(n > 0, "connection closed before a response");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+    let asks = [
+        (String::new(), 0, body.len()),
+        ("Range: bytes=1000-2999999\r\n".to_string(), 1000, 3_000_000),
+        (
+            "Range: bytes=-100\r\n".to_string(),
+            body.len() - 100,
+            body.len(),
+        ),
+        (String::new(), 0, body.len()),
+    ];
+    for (extra, from, to) in asks {
+        let req = format!("GET {url_path} HTTP/1.1\r\nHost: t\r\n{extra}\r\n");
+        within(conn.write_all(req.as_bytes())).await.unwrap();
+        let (head, got) = response(&mut conn, &mut buf).await;
+        assert!(
+            head.contains("X-Cache: HIT") || head.contains("x-cache: HIT"),
+            "{head}"
+        );
+        assert!(got == body[from..to], "bytes {from}-{to} differ");
+    }
+    assert_eq!(up.hits(path), 1);
+}

@@ -158,7 +158,7 @@ pub fn route(method: &http::Method, path: &str, query: Option<&str>) -> Result<R
         query::parse(Some(q))?;
     }
     let segs = decode_segments(path)?;
-    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let segs: Vec<&str> = segs.iter().map(|s| s.as_ref()).collect();
     let r = match segs.as_slice() {
         ["health"] => Route::Health,
         ["metrics"] => Route::Metrics,
@@ -309,16 +309,17 @@ fn safe_rest(segs: &[&str]) -> Result<String, RouteError> {
 /// Splits `/a/b%2Ec/` into decoded segments; an empty final segment (trailing
 /// slash) is dropped. Segments that decode to invalid UTF-8, or that contain
 /// separators or control characters once decoded, are rejected.
-fn decode_segments(path: &str) -> Result<Vec<String>, RouteError> {
+fn decode_segments(path: &str) -> Result<Vec<std::borrow::Cow<'_, str>>, RouteError> {
     let rest = path
         .strip_prefix('/')
         .ok_or_else(|| bad("path must start with /"))?;
-    let mut out = Vec::new();
-    let parts: Vec<&str> = rest.split('/').collect();
-    let n = parts.len();
-    for (i, raw) in parts.into_iter().enumerate() {
+    // Segments without escapes are borrowed: the common request allocates
+    // nothing here.
+    let mut out = Vec::with_capacity(8);
+    let mut parts = rest.split('/').peekable();
+    while let Some(raw) = parts.next() {
         if raw.is_empty() {
-            if i + 1 == n {
+            if parts.peek().is_none() {
                 break;
             }
             return Err(RouteError::NotFound);
@@ -329,7 +330,7 @@ fn decode_segments(path: &str) -> Result<Vec<String>, RouteError> {
         if s.chars().any(|c| c == '/' || c == '\\' || c.is_control()) {
             return Err(bad("invalid path segment"));
         }
-        out.push(s.into_owned());
+        out.push(s);
     }
     Ok(out)
 }

@@ -9,6 +9,7 @@ mod conns;
 mod front;
 mod range;
 mod respond;
+mod sendfile;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,6 +33,7 @@ use crate::routes::transparent::{is_transparent, map_path};
 pub use conns::Conns;
 use front::{Deadlines, Front};
 use respond::{write_error, write_reply, Sent};
+use sendfile::FileBody;
 
 /// Per-connection write buffer (see `build`).
 const WRITE_BUFFER: usize = 16 * 1024;
@@ -44,7 +46,7 @@ pub struct Handler {
 }
 
 /// What one request did, for the access log and metrics.
-struct Outcome {
+pub struct Outcome {
     route: &'static str,
     cache: &'static str,
     /// Where the body came from, for metrics.
@@ -52,6 +54,22 @@ struct Outcome {
     sent: Sent,
     /// Why the response could not be completed.
     error: Option<Box<Error>>,
+    /// A body still to be sent from a file after the header (`sendfile`).
+    pub file: Option<FileBody>,
+    start: Instant,
+}
+
+impl Outcome {
+    /// Whether the connection may carry another request.
+    pub fn reusable(&self) -> bool {
+        self.error.is_none()
+    }
+
+    /// The file body could not be sent completely.
+    pub fn failed(&mut self, e: std::io::Error) {
+        self.sent.bytes = 0;
+        self.error = Some(Error::because(ErrorType::WriteError, "sendfile", e));
+    }
 }
 
 fn header<'a>(s: &'a ServerSession, name: &str) -> Option<&'a str> {
@@ -62,12 +80,16 @@ fn header<'a>(s: &'a ServerSession, name: &str) -> Option<&'a str> {
 }
 
 impl Handler {
-    /// Answers the request read into `session` and logs it. Returns whether
-    /// the connection may carry another request.
-    pub async fn serve(&self, session: &mut ServerSession) -> bool {
-        let start = Instant::now();
-        let out = self.respond(session).await;
-        let req = session.req_header();
+    /// Answers the request read into `session`. With `raw_ok` (plain
+    /// HTTP/1.1), a large disk body is left in `Outcome::file` for the
+    /// caller to send; `log` records the request once it is done.
+    pub async fn serve(&self, session: &mut ServerSession, raw_ok: bool) -> Outcome {
+        self.respond(session, raw_ok).await
+    }
+
+    /// Metrics and the access-log line of a finished request.
+    pub fn log(&self, req: &pingora::http::RequestHeader, out: &Outcome) {
+        let start = out.start;
         crate::metrics::get().request(
             out.route,
             out.cache,
@@ -89,16 +111,17 @@ impl Handler {
         if let Some(e) = &out.error {
             tracing::debug!(path = req.uri.path(), error = %e, "response not completed");
         }
-        out.error.is_none()
     }
 
-    async fn respond(&self, session: &mut ServerSession) -> Outcome {
+    async fn respond(&self, session: &mut ServerSession, raw_ok: bool) -> Outcome {
         let mut out = Outcome {
             route: "-",
             cache: "-",
             tier: "-",
             sent: Sent::default(),
             error: None,
+            file: None,
+            start: Instant::now(),
         };
         let uri = session.req_header().uri.clone();
         let method = session.req_header().method.clone();
@@ -145,17 +168,20 @@ impl Handler {
                 } else {
                     String::new()
                 };
-                write_reply(session, reply, &base).await
+                write_reply(session, reply, &base, raw_ok).await
             }
             Err(e) => {
                 if e.status() >= 500 {
                     tracing::warn!(path = uri.path(), error = %e, "request failed");
                 }
-                write_error(session, &e).await
+                write_error(session, &e).await.map(|sent| (sent, None))
             }
         };
         match written {
-            Ok(sent) => out.sent = sent,
+            Ok((sent, file)) => {
+                out.sent = sent;
+                out.file = file;
+            }
             Err(e) => {
                 // The client went away mid-response, or the body could not be
                 // completed: the connection must not be reused, and once a
@@ -192,7 +218,9 @@ impl HttpServerApp for Handler {
             Ok(true) => {}
             _ => return None,
         }
-        if self.serve(&mut session).await {
+        let out = self.serve(&mut session, false).await;
+        self.log(session.req_header(), &out);
+        if out.reusable() {
             let _ = session.finish().await;
         }
         None

@@ -8,6 +8,7 @@ use pingora::prelude::*;
 use pingora::protocols::http::ServerSession as Session;
 
 use super::range::{none_match, parse_range, RangeAsk};
+use super::sendfile::{FileBody, SENDFILE_MIN};
 use crate::app::{Body, Reply};
 use crate::cache::{etag_of, read_at};
 use crate::error::AppError;
@@ -35,8 +36,15 @@ fn req_header(session: &Session, name: header::HeaderName) -> Option<&str> {
 }
 
 /// Writes a successful reply. An `Err` after the header went out means the
-/// body could not be completed; the caller must drop the connection.
-pub async fn write_reply(session: &mut Session, reply: Reply, public_base: &str) -> Result<Sent> {
+/// body could not be completed; the caller must drop the connection. With
+/// `raw_ok` (plain HTTP/1.1), a large disk body is not written but returned,
+/// for the caller to `sendfile` after the header.
+pub async fn write_reply(
+    session: &mut Session,
+    reply: Reply,
+    public_base: &str,
+    raw_ok: bool,
+) -> Result<(Sent, Option<FileBody>)> {
     let Reply { meta, body, cache } = reply;
     let (body, etag) = match body {
         Body::Bytes(b) if meta.templated => {
@@ -58,10 +66,11 @@ pub async fn write_reply(session: &mut Session, reply: Reply, public_base: &str)
     if none_match(req_header(session, header::IF_NONE_MATCH), &etag) {
         resp.set_status(304)?;
         session.write_response_header(Box::new(resp)).await?;
-        return Ok(Sent {
+        let sent = Sent {
             status: 304,
             bytes: 0,
-        });
+        };
+        return Ok((sent, None));
     }
     resp.insert_header(header::CONTENT_TYPE, &meta.content_type)?;
     if let Some(enc) = &meta.content_encoding {
@@ -82,7 +91,8 @@ pub async fn write_reply(session: &mut Session, reply: Reply, public_base: &str)
     };
     let (start, len) = match (ask, total) {
         (RangeAsk::Unsatisfiable, Some(t)) => {
-            return write_error(session, &AppError::RangeNotSatisfiable(t)).await
+            let sent = write_error(session, &AppError::RangeNotSatisfiable(t)).await?;
+            return Ok((sent, None));
         }
         (RangeAsk::Partial(a, b), Some(t)) => {
             resp.set_status(206)?;
@@ -104,9 +114,19 @@ pub async fn write_reply(session: &mut Session, reply: Reply, public_base: &str)
     let status = resp.status.as_u16();
     if is_head {
         session.write_response_header(Box::new(resp)).await?;
-        return Ok(Sent { status, bytes: 0 });
+        return Ok((Sent { status, bytes: 0 }, None));
     }
     session.write_response_header(Box::new(resp)).await?;
+    if let (Body::Disk(d), Some(n)) = (&body, len) {
+        if raw_ok && n >= SENDFILE_MIN {
+            let file = FileBody {
+                file: d.file.clone(),
+                offset: d.offset + start,
+                len: n,
+            };
+            return Ok((Sent { status, bytes: n }, Some(file)));
+        }
+    }
 
     let mut sent = 0u64;
     match body {
@@ -188,10 +208,13 @@ pub async fn write_reply(session: &mut Session, reply: Reply, public_base: &str)
             }
         },
     }
-    Ok(Sent {
-        status,
-        bytes: sent,
-    })
+    Ok((
+        Sent {
+            status,
+            bytes: sent,
+        },
+        None,
+    ))
 }
 
 /// Writes an error response with a short plain-text message.
