@@ -32,8 +32,8 @@ from loadlib import (COLD_LUA, COLD_SIZE, HERD_SIZE, SIZES, Abort, OriginLog, Pr
                      ratios, service_index, table, varnish_cmd, varnish_counters, wait_http, wrk)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TARGETS = ["feedcache", "nginx-cache", "varnish", "static"]
-TAG = {"feedcache": "fc", "nginx-cache": "ngx", "varnish": "vn", "static": "st"}
+TARGETS = ["feedcache", "feedcache-before", "nginx-cache", "varnish", "static"]
+TAG = {"feedcache": "fc", "feedcache-before": "fcb", "nginx-cache": "ngx", "varnish": "vn", "static": "st"}
 HITS = [f"{size}-c{c}" for size in SIZES for c in (64, 1)]
 SCENARIOS = HITS + ["cold", "herd"]
 
@@ -47,6 +47,8 @@ def parse_args():
                     + "; a size (index,10k,1m,50m) means both c64 and c1; 'hits' means all hits")
     ap.add_argument("--targets", default=",".join(TARGETS))
     ap.add_argument("--feedcache-bin", default=os.path.join(ROOT, "target", "release", "feedcache"))
+    ap.add_argument("--baseline-bin", metavar="PATH",
+                    help="also run this feedcache build as 'feedcache-before' (before/after in one run)")
     ap.add_argument("--memory", default="256MiB", help="feedcache memory tier")
     ap.add_argument("--json", metavar="PATH", help="write all results here")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, caches)")
@@ -54,7 +56,8 @@ def parse_args():
     toks = [t for t in a.only.split(",") if t]
     a.scenarios = [s for s in SCENARIOS if not toks or any(
         t == s or s.startswith(t + "-") or (t == "hits" and s in HITS) for t in toks)]
-    a.targets = [t for t in TARGETS if t in a.targets.split(",")]
+    a.targets = [t for t in TARGETS if t in a.targets.split(",")
+                 or (t == "feedcache-before" and a.baseline_bin)]
     bad = [t for t in toks if not any(s == t or s.startswith(t + "-") for s in SCENARIOS) and t != "hits"]
     bad += [t for t in ap.parse_args().targets.split(",") if t not in TARGETS]
     if bad or not a.scenarios or not a.targets:
@@ -66,7 +69,7 @@ def parse_args():
 
 def flat(t):
     """Where each target serves the flat container."""
-    return "/v3/flatcontainer/" if t == "feedcache" else "/v3-flatcontainer/"
+    return "/v3/flatcontainer/" if t.startswith("feedcache") else "/v3-flatcontainer/"
 
 
 def pkg_path(t, pid):
@@ -91,8 +94,8 @@ class Bench:
         procs.start("origin", nginx_conf(w, "origin", ports["origin"], ports["origin"]))
         wait_http(f"http://127.0.0.1:{ports['origin']}/v3/index.json")
         for t in a.targets:
-            if t == "feedcache":
-                argv, env = self.feedcache_cmd(ports), dict(os.environ)
+            if t.startswith("feedcache"):
+                argv, env = self.feedcache_cmd(t, ports), dict(os.environ)
                 env.pop("RUST_LOG", None)  # default logging: info, access log on stderr
             elif t == "varnish":
                 argv, env = varnish_cmd(w, ports[t], ports["origin"]), None
@@ -100,15 +103,16 @@ class Bench:
                 argv, env = nginx_conf(w, t.split("-")[-1], ports[t], ports["origin"]), None
             self.roots[t] = [procs.start(t, argv, env).pid]
         for t in a.targets:
-            wait_http(self.base[t] + ("/health" if t == "feedcache" else "/v3/index.json"))
+            wait_http(self.base[t] + ("/health" if t.startswith("feedcache") else "/v3/index.json"))
         self.rss = RssSampler(self.roots["feedcache"][0]) if "feedcache" in a.targets else None
 
-    def feedcache_cmd(self, ports):
+    def feedcache_cmd(self, t, ports):
         conf = os.path.join(self.w, "feedcache.toml")
         with open(conf, "w") as fh:
             fh.write(f'[cache]\nmemory_size = "{self.a.memory}"\n')
-        return [self.a.feedcache_bin, "-c", conf, "--listen", f"127.0.0.1:{ports['feedcache']}",
-                "--cache-dir", os.path.join(self.w, "fc-cache"),
+        binary = self.a.baseline_bin if t == "feedcache-before" else self.a.feedcache_bin
+        return [binary, "-c", conf, "--listen", f"127.0.0.1:{ports[t]}",
+                "--cache-dir", os.path.join(self.w, TAG[t] + "-cache"),
                 "--upstream", f"http://127.0.0.1:{ports['origin']}/v3/index.json",
                 "--metadata-ttl", "1h", "--threads", "2"]
 

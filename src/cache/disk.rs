@@ -310,28 +310,35 @@ impl DiskTier {
 
     /// Writes a whole entry atomically; small ones from the calling task.
     pub async fn put(&self, key: &CacheKey, meta: &Meta, body: Bytes) -> Result<(), CacheError> {
-        let mut header = encode_header(meta, key.as_str());
+        let mut file = encode_header(meta, key.as_str());
         let at = usize::try_from(SEAL_AT).unwrap_or(12);
-        header[at..at + 12].copy_from_slice(&seal(body.len() as u64, crc32fast::hash(&body)));
-        let size = (header.len() + body.len()) as u64;
-        let target = self.path_for(key);
-        let temp = self.temp()?;
-        let write = move || {
-            let mut f = temp.shared.as_ref();
-            f.write_all(&header)
-                .and_then(|_| f.write_all(&body))
-                .map_err(|e| io_err(temp.named.path(), e))?;
-            temp.commit_to(&target)
-        };
-        let r = if size <= INLINE_WRITE_MAX as u64 {
-            write()
+        file[at..at + 12].copy_from_slice(&seal(body.len() as u64, crc32fast::hash(&body)));
+        let size = (file.len() + body.len()) as u64;
+        let name = name_for(key);
+        let target = self.path_of(&name);
+        if size <= INLINE_WRITE_MAX as u64 {
+            // Header and body in one write: a copy of a few KiB is cheaper
+            // than a second system call.
+            file.extend_from_slice(&body);
+            let mut temp = self.temp_file()?;
+            temp.write_all(&file)
+                .map_err(|e| io_err(temp.path(), e))
+                .and_then(|_| persist(temp, &target))
         } else {
-            blocking(write).await
-        };
+            let temp = self.temp_file()?;
+            blocking(move || {
+                let mut f = temp.as_file();
+                f.write_all(&file)
+                    .and_then(|_| f.write_all(&body))
+                    .map_err(|e| io_err(temp.path(), e))?;
+                persist(temp, &target)
+            })
+            .await
+        }
+        .inspect_err(|_| self.open.invalidate(key))?;
         self.open.invalidate(key);
-        r?;
         self.durable.written();
-        self.index.insert(&name_for(key), key.as_str(), size);
+        self.index.insert(&name, key.as_str(), size);
         Ok(())
     }
 
@@ -349,12 +356,17 @@ impl DiskTier {
         Ok(())
     }
 
-    /// A new temp file for a streaming fill.
-    pub fn temp(&self) -> Result<TempEntry, CacheError> {
-        let named = tempfile::Builder::new()
+    /// A new file in `tmp/`; deleted when dropped unless persisted.
+    fn temp_file(&self) -> Result<NamedTempFile, CacheError> {
+        tempfile::Builder::new()
             .prefix("fill-")
             .tempfile_in(&self.tmp)
-            .map_err(|e| io_err(&self.tmp, e))?;
+            .map_err(|e| io_err(&self.tmp, e))
+    }
+
+    /// A new temp file for a streaming fill.
+    pub fn temp(&self) -> Result<TempEntry, CacheError> {
+        let named = self.temp_file()?;
         let shared = named
             .as_file()
             .try_clone()
@@ -425,6 +437,23 @@ fn crc_of(e: &DiskEntry) -> Result<u32, CacheError> {
     Ok(h.finalize())
 }
 
+/// Renames a complete temp file into place: a reader sees the entry
+/// complete or not at all. After a power cut it may be torn; its seal tells
+/// (`durable.rs`).
+fn persist(named: NamedTempFile, target: &Path) -> Result<(), CacheError> {
+    // Rename first: the fan-out directories are created at start.
+    let named = match named.persist(target) {
+        Ok(_) => return Ok(()),
+        Err(e) if e.error.kind() == std::io::ErrorKind::NotFound => e.file,
+        Err(e) => return Err(io_err(target, e.error)),
+    };
+    if let Some(parent) = target.parent() {
+        fs::create_dir_all(parent).map_err(|e| io_err(parent, e))?;
+    }
+    named.persist(target).map_err(|e| io_err(target, e.error))?;
+    Ok(())
+}
+
 impl TempEntry {
     /// Positional write (blocking).
     pub fn write_at(&self, buf: &[u8], offset: u64) -> Result<(), CacheError> {
@@ -439,20 +468,9 @@ impl TempEntry {
         self.shared.set_len(len).is_ok()
     }
 
-    /// Renames into place: a reader sees the entry complete or not at all.
-    /// After a power cut it may be torn; its seal tells (`durable.rs`).
+    /// Renames into place (see `persist`).
     pub fn commit_to(self, target: &Path) -> Result<(), CacheError> {
-        // Rename first: the directory nearly always exists already.
-        let named = match self.named.persist(target) {
-            Ok(_) => return Ok(()),
-            Err(e) if e.error.kind() == std::io::ErrorKind::NotFound => e.file,
-            Err(e) => return Err(io_err(target, e.error)),
-        };
-        if let Some(parent) = target.parent() {
-            fs::create_dir_all(parent).map_err(|e| io_err(parent, e))?;
-        }
-        named.persist(target).map_err(|e| io_err(target, e.error))?;
-        Ok(())
+        persist(self.named, target)
     }
 }
 
