@@ -221,21 +221,27 @@ impl MetadataStore {
         };
         let upstream_etag = header(http::header::ETAG);
         let last_modified = header(http::header::LAST_MODIFIED);
-        let content_type =
-            header(http::header::CONTENT_TYPE).unwrap_or_else(|| "application/json".into());
+        // Every metadata document is JSON; an upstream's other type (an HTML
+        // error page sent with 200) is not passed on.
+        let content_type = header(http::header::CONTENT_TYPE)
+            .filter(|t| t.to_ascii_lowercase().contains("json"))
+            .unwrap_or_else(|| "application/json".into());
         let gzip =
             header(http::header::CONTENT_ENCODING).is_some_and(|e| e.eq_ignore_ascii_case("gzip"));
         let raw = self.read_limited(url, resp).await?;
         let body = if gzip { self.gunzip(&raw)? } else { raw };
 
+        // A document that does not parse is a fault of the upstream's (502),
+        // never a cached 200.
+        let invalid = |e: serde_json::Error| {
+            AppError::BadUpstream(format!("invalid JSON from {}: {e}", host_of(url)))
+        };
         let (body, templated) = match transform {
-            Transform::Rewrite(rw) if looks_like_json(&content_type, &body) => {
-                let out = rw.rewrite_json(&body).map_err(|e| {
-                    AppError::BadUpstream(format!("invalid JSON from {}: {e}", host_of(url)))
-                })?;
-                (Bytes::from(out), true)
+            Transform::Rewrite(rw) => (Bytes::from(rw.rewrite_json(&body).map_err(invalid)?), true),
+            Transform::None => {
+                serde_json::from_slice::<serde::de::IgnoredAny>(&body).map_err(invalid)?;
+                (body, false)
             }
-            _ => (body, false),
         };
         let meta = Meta {
             freshness: Freshness::Metadata,
@@ -284,12 +290,4 @@ pub fn gunzip(raw: &[u8], max_size: u64) -> Result<Bytes, AppError> {
         return Err(AppError::BadUpstream("metadata document too large".into()));
     }
     Ok(Bytes::from(out))
-}
-
-fn looks_like_json(content_type: &str, body: &[u8]) -> bool {
-    content_type.contains("json")
-        || body
-            .iter()
-            .find(|b| !b.is_ascii_whitespace())
-            .is_some_and(|b| *b == b'{' || *b == b'[')
 }

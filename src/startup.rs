@@ -69,7 +69,10 @@ pub fn run(config: Config) -> Result<std::convert::Infallible, StartError> {
     let admin_key = config.admin.key()?;
     let credential = config.proget.url.as_ref().zip(proget_key.as_ref());
     let upstream = Upstream::new(&config.upstream, credential)?;
-    let cache = Arc::new(Cache::new(memory, disk, config.cache.negative_ttl));
+    let cache = Arc::new(
+        Cache::new(memory, disk, config.cache.negative_ttl)
+            .with_max_body(config.cache.max_package_size.as_u64()),
+    );
     tracing::info!(
         listen = ?plain,
         tls = ?tls.as_ref().map(|t| t.addr),

@@ -272,6 +272,21 @@ impl Cache {
             return Err(e);
         }
         let expected = resp.content_length();
+        if expected.is_some_and(|n| n > self.max_body) {
+            return Err(AppError::BadUpstream(format!(
+                "{} announced a body above cache.max_package_size",
+                crate::upstream::host_of(url)
+            )));
+        }
+        // A body without a length ends when the connection does, so a cut
+        // connection looks complete. Such a body is kept only if it proves
+        // whole: packages must read as a zip; anything else is passed
+        // through to the clients waiting for it, never stored.
+        let check = match (expected, check) {
+            (None, None) if is_package(url) => Some(crate::extract::check_package as BodyCheck),
+            (_, c) => c,
+        };
+        let cacheable = expected.is_some() || check.is_some();
         let meta = Arc::new(blob_meta(resp.headers(), url, expected));
         if let Some(n) = expected.filter(|n| *n <= SMALL_FILL && self.memory.admits(*n)) {
             return self.small_fill(key, url, resp, meta, n, check, tx).await;
@@ -326,6 +341,12 @@ impl Cache {
                 }
                 crc.update(&chunk);
                 pending.extend_from_slice(&chunk);
+                if written + pending.len() as u64 > self.max_body {
+                    return Err(AppError::BadUpstream(format!(
+                        "body from {} exceeds cache.max_package_size",
+                        crate::upstream::host_of(url)
+                    )));
+                }
             }
             if pending.len() >= WRITE_BLOCK || (end && !pending.is_empty()) {
                 let block = pending.split().freeze();
@@ -367,6 +388,10 @@ impl Cache {
             map,
         });
 
+        if !cacheable {
+            tracing::debug!(key = %key, "body without a length passed through uncached");
+            return Ok(());
+        }
         // Clients already have every byte; a failure to publish only means the
         // next request fetches again, so it is logged, not reported as failed.
         let Ok(temp) = Arc::try_unwrap(temp) else {
@@ -452,6 +477,41 @@ async fn run_check(check: Option<BodyCheck>, pkg: Package) -> Result<(), AppErro
         .map_err(|m| crate::extract::ExtractError::Corrupt(m).into())
 }
 
+/// Whether the URL names a zip package (`.nupkg`, `.snupkg`, `.upack`).
+fn is_package(url: &Url) -> bool {
+    let path = url.path().to_ascii_lowercase();
+    [".nupkg", ".snupkg", ".upack"]
+        .iter()
+        .any(|ext| path.ends_with(ext))
+}
+
+/// Types a package, manifest, README or icon may be served as; anything
+/// else (an upstream's `text/html` error page, SVG with script in it) is
+/// served as `application/octet-stream`, so nothing from an upstream runs
+/// as a page of feedcache's origin.
+const SAFE_TYPES: [&str; 12] = [
+    "application/octet-stream",
+    "application/zip",
+    "application/xml",
+    "text/xml",
+    "text/plain",
+    "text/markdown",
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "image/x-icon",
+    "image/vnd.microsoft.icon",
+];
+
+fn safe_content_type(upstream: Option<String>) -> String {
+    let safe = upstream.filter(|t| {
+        let essence = t.split(';').next().unwrap_or("").trim();
+        SAFE_TYPES.iter().any(|s| essence.eq_ignore_ascii_case(s))
+    });
+    safe.unwrap_or_else(|| "application/octet-stream".into())
+}
+
 /// Meta for package content from the upstream's response headers.
 fn blob_meta(h: &http::HeaderMap, url: &Url, len: Option<u64>) -> Meta {
     let get = |name: http::header::HeaderName| {
@@ -473,13 +533,41 @@ fn blob_meta(h: &http::HeaderMap, url: &Url, len: Option<u64>) -> Meta {
     };
     Meta {
         freshness: Freshness::Immutable,
-        content_type: get(http::header::CONTENT_TYPE)
-            .unwrap_or_else(|| "application/octet-stream".into()),
+        content_type: safe_content_type(get(http::header::CONTENT_TYPE)),
         content_encoding: get(http::header::CONTENT_ENCODING).filter(|e| e != "identity"),
         etag,
         upstream_etag,
         last_modified,
         stored_at: now_secs(),
         templated: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_content_type;
+
+    #[test]
+    fn only_safe_types_pass() {
+        let table = [
+            (None, "application/octet-stream"),
+            (Some("text/html"), "application/octet-stream"),
+            (Some("text/html; charset=utf-8"), "application/octet-stream"),
+            (Some("image/svg+xml"), "application/octet-stream"),
+            (Some("application/javascript"), "application/octet-stream"),
+            (Some("image/png"), "image/png"),
+            (Some("Application/Octet-Stream"), "Application/Octet-Stream"),
+            (
+                Some("text/plain; charset=utf-8"),
+                "text/plain; charset=utf-8",
+            ),
+        ];
+        for (upstream, want) in table {
+            assert_eq!(
+                safe_content_type(upstream.map(String::from)),
+                want,
+                "{upstream:?}"
+            );
+        }
     }
 }

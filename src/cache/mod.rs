@@ -62,6 +62,8 @@ pub struct Cache {
     /// timeouts and truncated bodies never land here.
     /// The flag says whether a 404 was already re-checked (see `App::flat_file`).
     pub negative: moka::sync::Cache<CacheKey, bool>,
+    /// Largest body a fill accepts (`cache.max_package_size`).
+    pub max_body: u64,
 }
 
 impl Cache {
@@ -75,7 +77,14 @@ impl Cache {
                 .max_capacity(100_000)
                 .time_to_live(negative_ttl)
                 .build(),
+            max_body: u64::MAX,
         }
+    }
+
+    /// Caps the size of bodies fills accept.
+    pub fn with_max_body(mut self, max: u64) -> Self {
+        self.max_body = max;
+        self
     }
 
     /// Looks in memory, then on disk; small disk entries are promoted to memory.

@@ -115,6 +115,10 @@ pub struct CacheConfig {
     /// Largest metadata document accepted from an upstream (after decompression);
     /// bigger ones are refused with 502 rather than buffered.
     pub max_metadata_size: ByteSize,
+    /// Largest package (or other file) accepted from an upstream, enforced
+    /// while it streams: an endless or oversized body is cut off with an
+    /// error and never cached.
+    pub max_package_size: ByteSize,
     /// How long past its TTL metadata is still served (marked `X-Cache: STALE`)
     /// while it is refreshed in the background or the upstream is down.
     #[serde(with = "humantime_serde")]
@@ -134,6 +138,7 @@ impl Default for CacheConfig {
             memory_max_entry: ByteSize::mib(4),
             metadata_ttl: Duration::from_secs(120),
             max_metadata_size: ByteSize::mib(64),
+            max_package_size: ByteSize::gib(2),
             max_stale: Duration::from_secs(7 * 24 * 3600),
             negative_ttl: Duration::from_secs(30),
         }
@@ -255,6 +260,12 @@ impl Config {
         if self.cache.max_metadata_size.as_u64() == 0 {
             return Err(invalid(
                 "cache.max_metadata_size",
+                "must be greater than zero",
+            ));
+        }
+        if self.cache.max_package_size.as_u64() == 0 {
+            return Err(invalid(
+                "cache.max_package_size",
                 "must be greater than zero",
             ));
         }

@@ -56,7 +56,8 @@ pub async fn write_reply(
     };
     let is_head = session.req_header().method == http::Method::HEAD;
 
-    let mut resp = ResponseHeader::build(200, Some(8))?;
+    let mut resp = ResponseHeader::build(200, Some(9))?;
+    resp.insert_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff")?;
     resp.insert_header(header::ETAG, &etag)?;
     if let Some(lm) = &meta.last_modified {
         resp.insert_header(header::LAST_MODIFIED, lm)?;
@@ -221,7 +222,8 @@ pub async fn write_reply(
 pub async fn write_error(session: &mut Session, e: &AppError) -> Result<Sent> {
     let status = e.status();
     let body = Bytes::from(format!("{}\n", e.client_message()));
-    let mut resp = ResponseHeader::build(status, Some(4))?;
+    let mut resp = ResponseHeader::build(status, Some(5))?;
+    resp.insert_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff")?;
     resp.insert_header(header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
     resp.insert_header(header::CONTENT_LENGTH, body.len())?;
     if let AppError::RangeNotSatisfiable(len) = e {

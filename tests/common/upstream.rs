@@ -30,6 +30,9 @@ pub enum Behavior {
     Slow(std::time::Duration, Box<Behavior>),
     /// Closes the connection without answering (a reset).
     Reset,
+    /// No Content-Length: sends `body` and closes (a close-delimited body,
+    /// complete or cut short: the client cannot tell).
+    CloseDelimited(Vec<u8>),
 }
 
 impl Behavior {
@@ -283,6 +286,12 @@ async fn serve(sock: TcpStream, st: Arc<Mutex<State>>, addr: SocketAddr) -> std:
                 return Ok(()); // close mid-body
             }
             Some(Behavior::Reset) => return Ok(()),
+            Some(Behavior::CloseDelimited(body)) => {
+                write_head(&mut w, 200, &[], None).await?;
+                w.write_all(&body).await?;
+                w.flush().await?;
+                return Ok(());
+            }
             Some(Behavior::Slow(..)) => unreachable!("unwrapped above"),
             Some(Behavior::Gated { body, split, gate }) => {
                 write_head(&mut w, 200, &[], Some(body.len())).await?;
