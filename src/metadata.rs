@@ -163,11 +163,12 @@ impl MetadataStore {
             let this = self.clone();
             let (key, url, transform) = (key.clone(), url.clone(), transform.clone());
             tokio::spawn(async move {
+                let done = this.flights.finish_on_drop(&key);
                 let r = this.refresh(&key, &url, &transform, cached).await;
                 if let Err(e) = &r {
                     e.log_for(&key, "metadata fetch failed");
                 }
-                this.flights.finish(&key);
+                drop(done);
                 tx.send_replace(Some(r));
             });
             rx

@@ -221,12 +221,12 @@ impl Cache {
             let cache = self.clone();
             let key = key.clone();
             tokio::spawn(async move {
+                let _done = cache.blobs.finish_on_drop(&key);
                 let result = cache.run_blob_fill(&key, &url, &upstream, check, &tx).await;
                 if let Err(e) = result {
                     e.log_for(&key, "fill failed");
                     tx.send_replace(FillState::Failed(e));
                 }
-                cache.blobs.finish(&key);
             });
             Arc::new(Fill { state: rx })
         });

@@ -56,6 +56,16 @@ impl<H: Clone> Inflight<H> {
             .remove(key);
     }
 
+    /// A guard that calls `finish(key)` when dropped: a fill task holds
+    /// one, so a fill that panics or is cancelled never leaves its key
+    /// registered (which would make every later request join a dead fill).
+    pub fn finish_on_drop(&self, key: &CacheKey) -> FinishOnDrop<'_, H> {
+        FinishOnDrop {
+            inflight: self,
+            key: key.clone(),
+        }
+    }
+
     /// Fills in flight now.
     pub fn len(&self) -> usize {
         self.map.lock().unwrap_or_else(|p| p.into_inner()).len()
@@ -63,6 +73,18 @@ impl<H: Clone> Inflight<H> {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// See `Inflight::finish_on_drop`.
+pub struct FinishOnDrop<'a, H: Clone> {
+    inflight: &'a Inflight<H>,
+    key: CacheKey,
+}
+
+impl<H: Clone> Drop for FinishOnDrop<'_, H> {
+    fn drop(&mut self) {
+        self.inflight.finish(&self.key);
     }
 }
 
@@ -79,5 +101,20 @@ mod tests {
         f.finish(&k);
         assert!(f.is_empty());
         assert!(matches!(f.join_or_start(&k, || 3), Joined::Started(3)));
+    }
+
+    #[tokio::test]
+    async fn a_panicking_fill_does_not_leave_its_key_stuck() {
+        let f: std::sync::Arc<Inflight<u32>> = std::sync::Arc::default();
+        let k = CacheKey::from("k".to_string());
+        assert!(matches!(f.join_or_start(&k, || 1), Joined::Started(1)));
+        let (f2, k2) = (f.clone(), k.clone());
+        let task = tokio::spawn(async move {
+            let _done = f2.finish_on_drop(&k2);
+            panic!("fill failed hard");
+        });
+        assert!(task.await.is_err());
+        assert!(f.is_empty());
+        assert!(matches!(f.join_or_start(&k, || 2), Joined::Started(2)));
     }
 }
