@@ -234,4 +234,33 @@ mod tests {
             "replacing an entry replaces its size"
         );
     }
+
+    /// Stray files (issue #13 row 8: they killed the evictor) are skipped;
+    /// entries of the old two-level layout are moved up and indexed.
+    #[test]
+    fn rebuild_skips_strays_and_moves_old_layout_entries() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let name = "ab".to_string() + &"0".repeat(62);
+        std::fs::create_dir_all(data.join("ab/cd")).unwrap();
+        std::fs::write(data.join("ab/cd").join(&name), b"old layout").unwrap();
+        std::fs::write(data.join("ab/x"), b"stray").unwrap();
+        std::fs::write(data.join("ab/cd/y"), b"stray").unwrap();
+        std::fs::write(
+            data.join("ab")
+                .join(std::ffi::OsStr::from_bytes(b"\xff\xfe")),
+            b"",
+        )
+        .unwrap();
+        std::fs::write(data.join("loose-file"), b"stray").unwrap();
+        let ix = DiskIndex::default();
+        ix.rebuild(&data);
+        assert!(ix.ready());
+        assert_eq!(ix.totals(), (10, 1));
+        assert!(ix.contains(&name));
+        assert!(data.join("ab").join(&name).is_file(), "moved up");
+        // Eviction only ever sees entry names.
+        assert_eq!(ix.victims(1), vec![name]);
+    }
 }
