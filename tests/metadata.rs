@@ -41,7 +41,7 @@ fn assert_no_upstream(body: &[u8], up: &FakeUpstream) {
 
 #[tokio::test]
 async fn service_index_points_everything_at_feedcache() {
-    let (up, proxy, _dir) = setup(&[]).await;
+    let (up, proxy, dir) = setup(&[]).await;
     let (s, h, b) = get(&proxy.url("/v3/index.json")).await;
     assert_eq!(s, 200);
     assert!(h["content-type"].to_str().unwrap().contains("json"));
@@ -66,25 +66,36 @@ async fn service_index_points_everything_at_feedcache() {
         let id = r["@id"].as_str().unwrap();
         assert!(id.starts_with(&format!("{}/v3/", proxy.base)), "{id}");
     }
-    // Forwarded headers decide the public address.
-    let r = within(
-        client()
+    // Forwarded headers decide the public address, but only from a
+    // configured proxy: from anyone else they are ignored.
+    let forwarded = |proxy: &Proxy| {
+        let req = client()
             .get(proxy.url("/v3/index.json"))
             .header("X-Forwarded-Proto", "https")
             .header("X-Forwarded-Host", "nuget.corp.example")
-            .send(),
+            .send();
+        async move {
+            let r = within(req).await.unwrap();
+            let vary = r.headers()["vary"].to_str().unwrap().to_owned();
+            let v: Value = serde_json::from_slice(&within(r.bytes()).await.unwrap()).unwrap();
+            let first = v["resources"][0]["@id"].as_str().unwrap().to_owned();
+            (vary, first)
+        }
+    };
+    let (vary, id) = forwarded(&proxy).await;
+    assert!(id.starts_with(&format!("{}/v3/", proxy.base)), "{id}");
+    assert!(vary.contains("X-Forwarded-Host"), "{vary}");
+    let conf = dir.path().join("trusted.toml");
+    std::fs::write(&conf, "trusted_proxies = [\"127.0.0.0/8\"]\n").unwrap();
+    let behind = Proxy::start(
+        &up.index_url(),
+        &dir.path().join("cache2"),
+        &["-c", conf.to_str().unwrap()],
     )
-    .await
-    .unwrap();
-    let b = within(r.bytes()).await.unwrap();
-    let v: Value = serde_json::from_slice(&b).unwrap();
-    for r in v["resources"].as_array().unwrap() {
-        assert!(r["@id"]
-            .as_str()
-            .unwrap()
-            .starts_with("https://nuget.corp.example/v3/"));
-    }
-    assert_eq!(up.hits("/v3/index.json"), 1);
+    .await;
+    let (_, id) = forwarded(&behind).await;
+    assert!(id.starts_with("https://nuget.corp.example/v3/"), "{id}");
+    assert_eq!(up.hits("/v3/index.json"), 2, "once per feedcache");
 }
 
 #[tokio::test]

@@ -22,7 +22,12 @@ async fn nuget_org_layout_is_served_for_its_host_only() {
     );
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("c.toml");
-    std::fs::write(&conf, "transparent_hosts = [\"api.nuget.org\"]\n").unwrap();
+    // The test client plays the TLS-terminating proxy in front (X-Forwarded-Proto).
+    std::fs::write(
+        &conf,
+        "transparent_hosts = [\"api.nuget.org\"]\ntrusted_proxies = [\"127.0.0.0/8\"]\n",
+    )
+    .unwrap();
     let proxy = Proxy::start(
         &up.index_url(),
         &dir.path().join("cache"),

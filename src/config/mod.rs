@@ -48,6 +48,9 @@ pub struct Config {
     /// Base URL clients reach feedcache by (e.g. `https://nuget.corp.example/`).
     /// When unset, rewritten URLs use the request's X-Forwarded-Proto/-Host or Host.
     pub public_url: Option<Url>,
+    /// Addresses (CIDR ranges) of reverse proxies whose `X-Forwarded-Proto`
+    /// and `X-Forwarded-Host` are believed; from anyone else they are ignored.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Transparent mode: host names (e.g. `api.nuget.org`) whose requests are
     /// answered in nuget.org's own URL layout (`/v3-flatcontainer/...`,
     /// `/v3/registration5-gz-semver2/...`), for DNS pointed at feedcache.
@@ -79,6 +82,7 @@ impl Default for Config {
         Config {
             listen: "127.0.0.1:5000".into(),
             public_url: None,
+            trusted_proxies: Vec::new(),
             transparent_hosts: Vec::new(),
             threads: 0,
             connections: ConnectionsConfig::default(),
@@ -197,6 +201,11 @@ impl Default for NugetConfig {
 }
 
 impl Config {
+    /// Whether forwarded headers from `peer` are believed.
+    pub fn trusts(&self, peer: Option<std::net::IpAddr>) -> bool {
+        peer.is_some_and(|ip| self.trusted_proxies.iter().any(|n| n.contains(&ip)))
+    }
+
     /// Reads and parses a TOML file; unknown keys are errors.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -375,6 +384,24 @@ mod tests {
             };
             assert!(err.contains(want), "{text:?}: {err:?} lacks {want:?}");
         }
+    }
+
+    #[test]
+    fn forwarded_headers_are_trusted_only_from_configured_proxies() {
+        let c = Config::parse("trusted_proxies = [\"10.0.0.0/8\", \"::1/128\"]").unwrap();
+        let table = [
+            (Some("10.1.2.3"), true),
+            (Some("::1"), true),
+            (Some("192.168.0.1"), false),
+            (Some("127.0.0.1"), false),
+            (None, false),
+        ];
+        for (peer, want) in table {
+            let ip = peer.map(|p| p.parse().unwrap());
+            assert_eq!(c.trusts(ip), want, "{peer:?}");
+        }
+        assert!(!Config::default().trusts(Some("127.0.0.1".parse().unwrap())));
+        assert!(Config::parse("trusted_proxies = [\"not-an-ip\"]").is_err());
     }
 
     #[test]

@@ -157,10 +157,24 @@ impl Handler {
                 // Only rewritten documents need the base URL; skip the work
                 // on the package path.
                 let base = if reply.meta.templated {
+                    // Forwarded headers only from a configured reverse proxy:
+                    // anyone else could make feedcache write their host
+                    // into the URLs it serves.
+                    let peer = session
+                        .client_addr()
+                        .and_then(|a| a.as_inet())
+                        .map(|a| a.ip());
+                    let fwd = |name| {
+                        self.app
+                            .config
+                            .trusts(peer)
+                            .then(|| header(session, name))
+                            .flatten()
+                    };
                     public_base(
                         self.app.config.public_url.as_ref().map(url::Url::as_str),
-                        header(session, "x-forwarded-proto"),
-                        header(session, "x-forwarded-host"),
+                        fwd("x-forwarded-proto"),
+                        fwd("x-forwarded-host"),
                         host,
                         &self.fallback_host,
                         session.digest().is_some_and(|d| d.ssl_digest.is_some()),

@@ -58,6 +58,11 @@ pub async fn write_reply(
 
     let mut resp = ResponseHeader::build(200, Some(9))?;
     resp.insert_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff")?;
+    if meta.templated {
+        // Rendered with the request's host name: shared caches must not
+        // hand one client's rendering to another.
+        resp.insert_header(header::VARY, "Host, X-Forwarded-Host, X-Forwarded-Proto")?;
+    }
     resp.insert_header(header::ETAG, &etag)?;
     if let Some(lm) = &meta.last_modified {
         resp.insert_header(header::LAST_MODIFIED, lm)?;
