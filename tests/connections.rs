@@ -14,18 +14,9 @@ async fn setup(max: usize) -> (FakeUpstream, Proxy, tempfile::TempDir) {
     let up = FakeUpstream::start().await;
     up.serve_nuget_index();
     let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("feedcache.toml");
-    std::fs::write(
-        &conf,
-        format!("[connections]\nmax = {max}\nheader_timeout = \"1s\"\nidle_timeout = \"1s\"\n"),
-    )
-    .unwrap();
-    let proxy = Proxy::start(
-        &up.index_url(),
-        &dir.path().join("cache"),
-        &["-c", conf.to_str().unwrap()],
-    )
-    .await;
+    let conf =
+        format!("[connections]\nmax = {max}\nheader_timeout = \"1s\"\nidle_timeout = \"1s\"\n");
+    let proxy = Proxy::start_with_conf(&up.index_url(), dir.path(), "cache", &conf).await;
     (up, proxy, dir)
 }
 

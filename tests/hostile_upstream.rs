@@ -89,14 +89,8 @@ async fn bodies_without_a_length_are_kept_only_when_they_prove_whole() {
         Behavior::CloseDelimited(b"<package/>".to_vec()),
     );
     let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("feedcache.toml");
-    std::fs::write(&conf, "[cache]\nmax_package_size = \"1MiB\"\n").unwrap();
-    let proxy = Proxy::start(
-        &up.index_url(),
-        &dir.path().join("cache"),
-        &["-c", conf.to_str().unwrap()],
-    )
-    .await;
+    let conf = "[cache]\nmax_package_size = \"1MiB\"\n";
+    let proxy = Proxy::start_with_conf(&up.index_url(), dir.path(), "cache", conf).await;
     let fetch = |name: &str| {
         let url = proxy.url(&format!(
             "/v3/flatcontainer/{name}/1.0.0/{name}.1.0.0.nupkg"

@@ -85,14 +85,8 @@ async fn service_index_points_everything_at_feedcache() {
     let (vary, id) = forwarded(&proxy).await;
     assert!(id.starts_with(&format!("{}/v3/", proxy.base)), "{id}");
     assert!(vary.contains("X-Forwarded-Host"), "{vary}");
-    let conf = dir.path().join("trusted.toml");
-    std::fs::write(&conf, "trusted_proxies = [\"127.0.0.0/8\"]\n").unwrap();
-    let behind = Proxy::start(
-        &up.index_url(),
-        &dir.path().join("cache2"),
-        &["-c", conf.to_str().unwrap()],
-    )
-    .await;
+    let conf = "trusted_proxies = [\"127.0.0.0/8\"]\n";
+    let behind = Proxy::start_with_conf(&up.index_url(), dir.path(), "behind", conf).await;
     let (_, id) = forwarded(&behind).await;
     assert!(id.starts_with("https://nuget.corp.example/v3/"), "{id}");
     assert_eq!(up.hits("/v3/index.json"), 2, "once per feedcache");
@@ -189,7 +183,7 @@ async fn search_is_rewritten_and_cached_per_query() {
 
 #[tokio::test]
 async fn version_list_is_revalidated_after_ttl() {
-    let (up, proxy, _dir) = setup(&["--metadata-ttl", "1s"]).await;
+    let (up, proxy, _dir) = setup(&["--metadata-ttl", "2s"]).await;
     let path = "/v3-flatcontainer/demo.pkg/index.json";
     up.set(path, Behavior::json(r#"{"versions":["1.0.0"]}"#));
     let url = proxy.url("/v3/flatcontainer/Demo.Pkg/index.json");
@@ -206,9 +200,11 @@ async fn version_list_is_revalidated_after_ttl() {
     assert_eq!(h["x-cache"], "HIT");
     assert_eq!(up.hits(path), 1);
 
-    // Let the 1 s TTL run out (this waits for time itself, not for another task).
+    // Let the TTL run out (this waits for time itself, not for another task).
+    // Freshness counts whole seconds: a 2 s TTL is still fresh for the
+    // request right after the miss, and surely past after 2.1 s.
     // The expired copy is answered at once while one revalidation runs.
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     let (_, h, b) = get(&url).await;
     assert_eq!(h["x-cache"], "STALE");
     assert_eq!(b, br#"{"versions":["1.0.0"]}"#);
@@ -232,12 +228,12 @@ async fn version_list_is_revalidated_after_ttl() {
     })
     .await;
     assert_eq!(h["x-cache"], "HIT", "a 304 renewed the entry");
-    // (A third fetch only if the 1 s TTL ran out again on a slow machine.)
+    // (A third fetch only if the TTL ran out again on a slow machine.)
     assert!((2..=3).contains(&up.hits(path)), "{}", up.hits(path));
 
     // A changed document replaces the cached one after the next expiry.
     up.set(path, Behavior::json(r#"{"versions":["1.0.0","2.0.0"]}"#));
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     let b = within(async {
         loop {
             let (_, _, b) = get(&url).await;

@@ -22,18 +22,8 @@ async fn setup_ttl(ttl: &str, extra_conf: &str) -> (FakeUpstream, Proxy, tempfil
     up.set(NUPKG, Behavior::bytes(blob(50_000, 9)));
     up.set(INDEX, Behavior::json(r#"{"versions":["1.0.0"]}"#));
     let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("c.toml");
-    std::fs::write(
-        &conf,
-        format!("[cache]\nmetadata_ttl = \"{ttl}\"\nnegative_ttl = \"1h\"\n{extra_conf}"),
-    )
-    .unwrap();
-    let proxy = Proxy::start(
-        &up.index_url(),
-        &dir.path().join("cache"),
-        &["-c", conf.to_str().unwrap()],
-    )
-    .await;
+    let conf = format!("[cache]\nmetadata_ttl = \"{ttl}\"\nnegative_ttl = \"1h\"\n{extra_conf}");
+    let proxy = Proxy::start_with_conf(&up.index_url(), dir.path(), "cache", &conf).await;
     (up, proxy, dir)
 }
 

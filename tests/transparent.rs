@@ -21,19 +21,9 @@ async fn nuget_org_layout_is_served_for_its_host_only() {
         ),
     );
     let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("c.toml");
     // The test client plays the TLS-terminating proxy in front (X-Forwarded-Proto).
-    std::fs::write(
-        &conf,
-        "transparent_hosts = [\"api.nuget.org\"]\ntrusted_proxies = [\"127.0.0.0/8\"]\n",
-    )
-    .unwrap();
-    let proxy = Proxy::start(
-        &up.index_url(),
-        &dir.path().join("cache"),
-        &["-c", conf.to_str().unwrap()],
-    )
-    .await;
+    let conf = "transparent_hosts = [\"api.nuget.org\"]\ntrusted_proxies = [\"127.0.0.0/8\"]\n";
+    let proxy = Proxy::start_with_conf(&up.index_url(), dir.path(), "cache", conf).await;
     let c = client();
     let fetch = async |path: &str, host: &str| {
         let r = within(

@@ -39,6 +39,15 @@ impl Proxy {
         Self::start_with_env(index_url, cache_dir, extra, &[]).await
     }
 
+    /// Starts feedcache with the TOML text `conf` as its config file, and its
+    /// cache in `dir/name` (the file is `dir/name.toml`).
+    pub async fn start_with_conf(index_url: &str, dir: &Path, name: &str, conf: &str) -> Proxy {
+        let file = dir.join(format!("{name}.toml"));
+        std::fs::write(&file, conf).expect("write config");
+        let file = file.to_str().expect("UTF-8 path").to_owned();
+        Self::start(index_url, &dir.join(name), &["-c", &file]).await
+    }
+
     /// Like `start`, with extra environment variables (secrets).
     pub async fn start_with_env(
         index_url: &str,
