@@ -4,9 +4,11 @@
 //! is validated or hashed here and nowhere else.
 
 mod id;
+mod purge;
 mod version;
 
 pub use id::{lower_invariant, normalize_id, validate_id, IdError, MAX_ID_LEN};
+pub use purge::{key_matches, PurgeSpec};
 pub use version::{normalize_version, NuGetVersion, VersionError, MAX_VERSION_LEN};
 
 use sha2::{Digest, Sha256};

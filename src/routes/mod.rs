@@ -23,7 +23,7 @@ pub enum Route {
     /// `/admin/stats`.
     AdminStats,
     /// `/admin/purge?feed=&id=&version=` (POST or DELETE).
-    AdminPurge(crate::admin::PurgeSpec),
+    AdminPurge(crate::keys::PurgeSpec),
     /// A NuGet V3 resource of one feed.
     V3 { feed: FeedRef, res: V3Route },
     /// ProGet's packages API: `/api/packages/{feed}/{op}?...`.
@@ -202,7 +202,7 @@ pub fn route(method: &http::Method, path: &str, query: Option<&str>) -> Result<R
 }
 
 /// `feed`, `id`, `version` of a purge, normalized; at least one is required.
-fn purge_spec(q: Option<&str>) -> Result<crate::admin::PurgeSpec, RouteError> {
+fn purge_spec(q: Option<&str>) -> Result<crate::keys::PurgeSpec, RouteError> {
     let pairs = query::parse(q)?;
     let get = |n: &str| query::get(&pairs, n).filter(|v| !v.is_empty());
     let feed = match get("feed") {
@@ -220,7 +220,7 @@ fn purge_spec(q: Option<&str>) -> Result<crate::admin::PurgeSpec, RouteError> {
     if feed.is_none() && id.is_none() {
         return Err(bad("give feed, id, or id and version"));
     }
-    Ok(crate::admin::PurgeSpec { feed, id, version })
+    Ok(crate::keys::PurgeSpec { feed, id, version })
 }
 
 fn v3(segs: &[&str]) -> Result<V3Route, RouteError> {
