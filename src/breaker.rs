@@ -47,6 +47,16 @@ impl Breakers {
         }
     }
 
+    /// How long until `host` gets its probe (at least 1 s), for `Retry-After`.
+    pub fn retry_after(&self, host: &str, now: Instant) -> Duration {
+        let hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        let left = hosts
+            .get(host)
+            .and_then(|s| s.open_until)
+            .map_or(Duration::ZERO, |t| t.saturating_duration_since(now));
+        left.max(Duration::from_secs(1))
+    }
+
     /// Records how a request that was admitted ended.
     pub fn record(&self, host: &str, ok: bool, now: Instant) {
         let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());

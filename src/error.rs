@@ -81,6 +81,16 @@ impl AppError {
         }
     }
 
+    /// Seconds a client should wait before asking again (`Retry-After`).
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            AppError::Upstream(UpstreamError::CircuitOpen { retry_after, .. }) => {
+                Some(*retry_after)
+            }
+            _ => None,
+        }
+    }
+
     /// A short text for the client; details stay in the log.
     pub fn client_message(&self) -> String {
         match self {
@@ -88,11 +98,10 @@ impl AppError {
             AppError::Route(e) => e.to_string(),
             AppError::NotFound => "not found".into(),
             AppError::Unconfigured(what) => format!("{what} is not configured"),
-            AppError::Upstream(UpstreamError::Timeout(_)) => "upstream timed out".into(),
-            AppError::Upstream(UpstreamError::CircuitOpen(_)) => {
-                "upstream unavailable (failing fast)".into()
-            }
-            AppError::Upstream(_) | AppError::BadUpstream(_) => "upstream failed".into(),
+            // Upstream errors name the host and the cause, never a
+            // credential or a path (see `UpstreamError`).
+            AppError::Upstream(e) => format!("upstream failed: {e}"),
+            AppError::BadUpstream(_) => "upstream sent an unusable response".into(),
             AppError::Cache(_) => "cache error".into(),
             AppError::RangeNotSatisfiable(_) => "range not satisfiable".into(),
             AppError::Unauthorized | AppError::Forbidden => self.to_string(),
@@ -139,10 +148,48 @@ mod tests {
     }
 
     #[test]
-    fn client_messages_hide_details() {
-        let e = AppError::from(UpstreamError::Connect(
-            "https://secret.internal:8443".into(),
-        ));
-        assert!(!e.client_message().contains("secret"));
+    fn client_messages_name_the_upstream_but_hide_details() {
+        let host = "proget.corp.example:8443";
+        let table: [(AppError, &str, &str); 4] = [
+            (
+                UpstreamError::Connect(host.into()).into(),
+                "upstream failed: cannot connect to proget.corp.example:8443",
+                "",
+            ),
+            (
+                UpstreamError::CircuitOpen {
+                    host: host.into(),
+                    retry_after: 9,
+                }
+                .into(),
+                "upstream failed: proget.corp.example:8443 is considered down; failing fast",
+                "",
+            ),
+            (
+                AppError::BadUpstream("invalid JSON from x: expected value at line 3".into()),
+                "upstream sent an unusable response",
+                "line 3",
+            ),
+            (
+                crate::cache::CacheError::Io {
+                    path: "/var/cache/feedcache/data/ab".into(),
+                    msg: "EIO".into(),
+                }
+                .into(),
+                "cache error",
+                "/var/cache",
+            ),
+        ];
+        for (e, want, hidden) in table {
+            let m = e.client_message();
+            assert_eq!(m, want);
+            assert!(hidden.is_empty() || !m.contains(hidden), "{m}");
+        }
+        let open = AppError::from(UpstreamError::CircuitOpen {
+            host: host.into(),
+            retry_after: 9,
+        });
+        assert_eq!(open.retry_after(), Some(9));
+        assert_eq!(AppError::NotFound.retry_after(), None);
     }
 }

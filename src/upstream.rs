@@ -31,9 +31,10 @@ pub enum UpstreamError {
     Tls(String),
     #[error("bad redirect from {0}")]
     Redirect(String),
-    /// The host failed repeatedly and is being left alone for a while.
-    #[error("{0} is considered down; failing fast")]
-    CircuitOpen(String),
+    /// The host failed repeatedly and is being left alone for a while
+    /// (`retry_after` seconds more).
+    #[error("{host} is considered down; failing fast")]
+    CircuitOpen { host: String, retry_after: u64 },
 }
 
 /// Optional request headers for one upstream GET.
@@ -150,7 +151,11 @@ impl Upstream {
             let host = url.origin().ascii_serialization();
             if !self.breakers.admit(&host, std::time::Instant::now()) {
                 crate::metrics::get().upstream(std::time::Duration::ZERO, Some("circuit_open"));
-                return Err(UpstreamError::CircuitOpen(host_of(&url)));
+                let left = self.breakers.retry_after(&host, std::time::Instant::now());
+                return Err(UpstreamError::CircuitOpen {
+                    host: host_of(&url),
+                    retry_after: left.as_secs().max(1),
+                });
             }
             let started = std::time::Instant::now();
             let sent = b.send().await;

@@ -118,10 +118,22 @@ async fn breaker_stops_hammering_a_failing_upstream() {
             },
         );
     }
+    let host = up.base().trim_start_matches("http://").to_owned();
     for i in 0..5 {
-        let (s, _, _) =
+        let (s, h, b) =
             get(&proxy.url(&format!("/v3/flatcontainer/p{i}/1.0.0/p{i}.1.0.0.nupkg"))).await;
         assert_eq!(s, 502, "request {i}");
+        // One line naming the upstream and the cause; Retry-After while
+        // the breaker is open.
+        let text = String::from_utf8_lossy(&b);
+        assert!(text.contains(&host) && text.lines().count() == 1, "{text}");
+        if i >= 2 {
+            assert!(text.contains("considered down"), "{text}");
+            let secs: u64 = h["retry-after"].to_str().unwrap().parse().unwrap();
+            assert!(secs > 3000, "{secs}");
+        } else {
+            assert!(text.contains("answered 503"), "{text}");
+        }
     }
     let asked: usize = (0..5).map(|i| up.hits(&path(i))).sum();
     assert_eq!(asked, 2, "after 2 failures the breaker fails fast");

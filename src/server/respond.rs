@@ -234,6 +234,9 @@ pub async fn write_error(session: &mut Session, e: &AppError) -> Result<Sent> {
     if let AppError::RangeNotSatisfiable(len) = e {
         resp.insert_header(header::CONTENT_RANGE, format!("bytes */{len}"))?;
     }
+    if let Some(secs) = e.retry_after() {
+        resp.insert_header(header::RETRY_AFTER, secs)?;
+    }
     if let AppError::Unauthorized = e {
         resp.insert_header(header::WWW_AUTHENTICATE, "Basic realm=\"feedcache\"")?;
     }
