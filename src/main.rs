@@ -19,6 +19,10 @@ fn main() -> ExitCode {
         }
     };
     if cli.check {
+        if let Err(e) = config.check_cache_dir() {
+            eprintln!("feedcache: {e}");
+            return ExitCode::from(2);
+        }
         println!("configuration ok");
         return ExitCode::SUCCESS;
     }

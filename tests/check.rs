@@ -98,3 +98,14 @@ fn a_port_in_use_fails_start_up_at_once() {
     );
     drop(taken);
 }
+
+/// `--check` also proves the cache directory usable (issue #13).
+#[test]
+fn check_refuses_a_cache_dir_that_cannot_be_created() {
+    let (ok, text) = check("[cache]\ndir = \"/dev/null/cache\"\n", &[]);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("cache.dir") && text.contains("/dev/null/cache"),
+        "{text}"
+    );
+}

@@ -206,6 +206,15 @@ impl Config {
         peer.is_some_and(|ip| self.trusted_proxies.iter().any(|n| n.contains(&ip)))
     }
 
+    /// What `--check` adds to `validate`: the cache directory can be created
+    /// and written (it is created if missing, as a start would).
+    pub fn check_cache_dir(&self) -> Result<(), ConfigError> {
+        let dir = &self.cache.dir;
+        let usable =
+            std::fs::create_dir_all(dir).and_then(|_| tempfile::tempfile_in(dir).map(drop));
+        usable.map_err(|e| invalid("cache.dir", format!("{} is not usable: {e}", dir.display())))
+    }
+
     /// Reads and parses a TOML file; unknown keys are errors.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
