@@ -164,9 +164,11 @@ impl App {
                 url.set_query(query);
                 // The ProGet key goes only to the feed's own part of the
                 // server, even where another feed's document links elsewhere.
-                let root = join(&self.service_index_url(feed)?, "../")?;
-                if self.upstream.sends_key_to(&url) && !url.as_str().starts_with(root.as_str()) {
-                    return Err(AppError::NotFound);
+                if self.upstream.sends_key_to(&url) {
+                    let root = join(&self.service_index_url(feed)?, "../")?;
+                    if !url.as_str().starts_with(root.as_str()) {
+                        return Err(AppError::NotFound);
+                    }
                 }
                 let detail = format!("{path}?{}", query.unwrap_or(""));
                 let key = CacheKey::hashed(feed, "raw", &origin.to_string(), None, &detail);

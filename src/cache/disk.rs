@@ -316,7 +316,7 @@ impl DiskTier {
         let size = (file.len() + body.len()) as u64;
         let name = name_for(key);
         let target = self.path_of(&name);
-        if size <= INLINE_WRITE_MAX as u64 {
+        let written = if size <= INLINE_WRITE_MAX as u64 {
             // Header and body in one write: a copy of a few KiB is cheaper
             // than a second system call.
             file.extend_from_slice(&body);
@@ -334,9 +334,9 @@ impl DiskTier {
                 persist(temp, &target)
             })
             .await
-        }
-        .inspect_err(|_| self.open.invalidate(key))?;
+        };
         self.open.invalidate(key);
+        written?;
         self.durable.written();
         self.index.insert(&name, key.as_str(), size);
         Ok(())

@@ -49,7 +49,8 @@ impl Conns {
     }
 
     /// Open connections now.
-    pub fn open(&self) -> usize {
+    #[cfg(test)]
+    fn open(&self) -> usize {
         self.open.load(Ordering::Relaxed)
     }
 

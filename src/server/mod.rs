@@ -87,13 +87,6 @@ fn header<'a>(s: &'a ServerSession, name: &str) -> Option<&'a str> {
 }
 
 impl Handler {
-    /// Answers the request read into `session`. With `raw_ok` (plain
-    /// HTTP/1.1), a large disk body is left in `Outcome::file` for the
-    /// caller to send; `log` records the request once it is done.
-    pub async fn serve(&self, session: &mut ServerSession, raw_ok: bool) -> Outcome {
-        self.respond(session, raw_ok).await
-    }
-
     /// Metrics and the access-log line of a finished request.
     pub fn log(&self, req: &pingora::http::RequestHeader, out: &Outcome) {
         let start = out.start;
@@ -120,7 +113,10 @@ impl Handler {
         }
     }
 
-    async fn respond(&self, session: &mut ServerSession, raw_ok: bool) -> Outcome {
+    /// Answers the request read into `session`. With `raw_ok` (plain
+    /// HTTP/1.1), a large disk body is left in `Outcome::file` for the
+    /// caller to send; `log` records the request once it is done.
+    pub async fn serve(&self, session: &mut ServerSession, raw_ok: bool) -> Outcome {
         let mut out = Outcome {
             route: "-",
             cache: "-",
