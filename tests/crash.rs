@@ -61,12 +61,11 @@ async fn kill_9_mid_fill_leaves_no_entry() {
         "the cut download must fail"
     );
 
+    assert_eq!(temp_files(dir.path()), 1, "the killed fill's temp file");
     let restarted = Proxy::start(&up.index_url(), dir.path(), &[]).await;
-    let tmp_left = std::fs::read_dir(dir.path().join("tmp")).unwrap().count();
-    assert_eq!(
-        tmp_left, 0,
-        "temp files of the killed run are removed at start"
-    );
+    // The start-up scan (a background thread) removes the killed run's
+    // temp file.
+    eventually(async || temp_files(dir.path()) == 0).await;
     up.set(NUPKG, Behavior::bytes(body.clone()));
     let (s, h, b) = get(&restarted.url(PATH)).await;
     assert_eq!(

@@ -213,8 +213,7 @@ async fn truncated_upstream_body_is_neither_served_whole_nor_cached() {
         (s, _) => panic!("unexpected status {s}"),
     }
     // The failed fill deletes its temp file before clients see the abort.
-    let tmp_left = std::fs::read_dir(dir.path().join("tmp")).unwrap().count();
-    assert_eq!(tmp_left, 0, "no temp file left behind");
+    assert_eq!(temp_files(dir.path()), 0, "no temp file left behind");
     // Not cached: the next request goes upstream again, now to a good copy.
     up.set(NUPKG, Behavior::bytes(body.clone()));
     let (s, _, b) = get(&url).await;

@@ -32,16 +32,6 @@ async fn outlive_ttl() {
     tokio::time::sleep(Duration::from_millis(2100)).await;
 }
 
-/// Polls until `check` holds (observable state, not a fixed sleep).
-async fn eventually(mut check: impl AsyncFnMut() -> bool) {
-    within(async {
-        while !check().await {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-}
-
 #[tokio::test]
 async fn upstream_down_serves_cache_and_fails_fast_for_the_rest() {
     let (up, proxy, _dir) = setup("").await;

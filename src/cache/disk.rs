@@ -1,5 +1,6 @@
-//! The disk tier: one file per entry under `data/`, written in `tmp/` and
-//! published by rename, so a reader never sees a partial entry. Entries are
+//! The disk tier: one file per entry under `data/ab/`, written under a
+//! temp name in that same directory and published by rename, so a reader
+//! never sees a partial entry. Entries are
 //! not fsynced one by one; `durable.rs` says what guarantees them instead.
 
 use std::fs::{self, File};
@@ -49,7 +50,9 @@ impl DiskEntry {
 /// The disk tier rooted at the configured cache directory.
 pub struct DiskTier {
     data: PathBuf,
-    tmp: PathBuf,
+    /// Prefix of this run's temp names (`.fill-<run>-`); temp files with
+    /// another run's prefix are left-overs, removed by the start-up scan.
+    temp_prefix: String,
     /// Recently opened entries, so hot disk entries cost no open(), header
     /// parse or mmap per request, and all requests share one mapping.
     /// Every write or removal through this tier invalidates its key.
@@ -79,7 +82,7 @@ const OPEN_UNIT: u64 = 256 * 1024;
 /// An open entry unused this long is closed.
 const OPEN_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// A file being filled in `tmp/`; dropped without `commit`, it is deleted.
+/// A file being filled under a temp name; dropped without `commit`, it is deleted.
 pub struct TempEntry {
     named: NamedTempFile,
     /// Second handle on the same file for concurrent readers (positional reads).
@@ -96,6 +99,19 @@ fn io_err(path: &Path, e: std::io::Error) -> CacheError {
 /// The file name of an entry: the hex SHA-256 of its key.
 fn name_for(key: &CacheKey) -> String {
     hex::encode(Sha256::digest(key.as_str().as_bytes()))
+}
+
+/// Temp files start with this; entry names are hex, so the two never mix.
+pub(crate) const TEMP_PREFIX: &str = ".fill-";
+
+/// A random tag for this run's temp names.
+fn run_id() -> String {
+    let mut b = [0u8; 4];
+    // Without randomness the process id still tells runs apart.
+    if getrandom::fill(&mut b).is_err() {
+        b = std::process::id().to_le_bytes();
+    }
+    hex::encode(b)
 }
 
 /// Files up to this size are served from a mapping; larger ones are read in
@@ -117,7 +133,7 @@ fn map_body(file: &File, offset: u64, size: u64) -> Option<Bytes> {
 /// Maps the first `size` bytes of `file` read-only.
 pub(crate) fn map_file(file: &File, size: u64) -> Option<Bytes> {
     let len = usize::try_from(size).ok()?;
-    // SAFETY: cache files are only ever appended to while in tmp/ (by the
+    // SAFETY: cache files are only ever appended to under a temp name (by the
     // one fill that owns them, within the size they were given), then
     // renamed into place; they are never truncated or rewritten afterwards
     // (replacement is by rename, removal by unlink, both of which keep this
@@ -168,7 +184,6 @@ impl DiskTier {
     /// Like `open`, with a cap in bytes (0 = none) enforced by `evict`.
     pub fn open_capped(root: &Path, cap: u64) -> Result<Self, CacheError> {
         let data = root.join("data");
-        let tmp = root.join("tmp");
         fs::create_dir_all(&data).map_err(|e| io_err(&data, e))?;
         // The 256 fan-out directories exist before any entry is written, so
         // publishing an entry is one rename, never a mkdir.
@@ -176,26 +191,29 @@ impl DiskTier {
             let d = data.join(hex::encode([i]));
             fs::create_dir_all(&d).map_err(|e| io_err(&d, e))?;
         }
-        if tmp.exists() {
-            fs::remove_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
+        // Temp files used to live in `tmp/` (before temp names moved next
+        // to their entries); whatever a previous version left there goes.
+        let old_tmp = root.join("tmp");
+        if old_tmp.exists() {
+            fs::remove_dir_all(&old_tmp).map_err(|e| io_err(&old_tmp, e))?;
         }
-        fs::create_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
+        let temp_prefix = format!("{TEMP_PREFIX}{}-", run_id());
         let open = moka::sync::Cache::builder()
             .max_capacity(OPEN_UNITS)
             .weigher(|_k, e: &DiskEntry| u32::try_from(1 + e.len / OPEN_UNIT).unwrap_or(u32::MAX))
             .time_to_idle(OPEN_IDLE)
             .build();
         let index = Arc::new(DiskIndex::default());
-        let (ix, dir) = (index.clone(), data.clone());
+        let (ix, dir, mine) = (index.clone(), data.clone(), temp_prefix.clone());
         std::thread::Builder::new()
             .name("feedcache-index".into())
-            .spawn(move || ix.rebuild(&dir))
+            .spawn(move || ix.rebuild(&dir, &mine))
             .map_err(|e| io_err(&data, e))?;
         let durable = Durability::open(root);
         durable.spawn().map_err(|e| io_err(root, e))?;
         Ok(DiskTier {
             data,
-            tmp,
+            temp_prefix,
             open,
             index,
             cap,
@@ -320,12 +338,12 @@ impl DiskTier {
             // Header and body in one write: a copy of a few KiB is cheaper
             // than a second system call.
             file.extend_from_slice(&body);
-            let mut temp = self.temp_file()?;
+            let mut temp = self.temp_file(&name)?;
             temp.write_all(&file)
                 .map_err(|e| io_err(temp.path(), e))
                 .and_then(|_| persist(temp, &target))
         } else {
-            let temp = self.temp_file()?;
+            let temp = self.temp_file(&name)?;
             blocking(move || {
                 let mut f = temp.as_file();
                 f.write_all(&file)
@@ -356,17 +374,22 @@ impl DiskTier {
         Ok(())
     }
 
-    /// A new file in `tmp/`; deleted when dropped unless persisted.
-    fn temp_file(&self) -> Result<NamedTempFile, CacheError> {
+    /// A new file, deleted when dropped unless persisted, in the directory
+    /// its entry `name` will live in (as nginx's `use_temp_path=off`): the
+    /// rename stays within one directory, and creates spread over the 256
+    /// directories instead of all taking one directory's lock (a tenth of a
+    /// cold miss's time went to that lock and to inode allocation there).
+    fn temp_file(&self, name: &str) -> Result<NamedTempFile, CacheError> {
+        let dir = self.data.join(name.get(..2).unwrap_or("00"));
         tempfile::Builder::new()
-            .prefix("fill-")
-            .tempfile_in(&self.tmp)
-            .map_err(|e| io_err(&self.tmp, e))
+            .prefix(&self.temp_prefix)
+            .tempfile_in(&dir)
+            .map_err(|e| io_err(&dir, e))
     }
 
-    /// A new temp file for a streaming fill.
-    pub fn temp(&self) -> Result<TempEntry, CacheError> {
-        let named = self.temp_file()?;
+    /// A new temp file for a streaming fill of `key`.
+    pub fn temp(&self, key: &CacheKey) -> Result<TempEntry, CacheError> {
+        let named = self.temp_file(&name_for(key))?;
         let shared = named
             .as_file()
             .try_clone()
@@ -521,22 +544,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn dropped_temp_leaves_nothing_and_open_cleans_tmp() {
+    async fn dropped_temp_leaves_nothing_and_open_removes_old_tmp() {
         let dir = tempfile::tempdir().unwrap();
+        let key = CacheKey::from("nuget/flat/a/1.0.0/a.1.0.0.nupkg".to_string());
+        let fan = |tier: &DiskTier| tier.path_for(&key).parent().unwrap().to_path_buf();
+        let count = |d: &Path| std::fs::read_dir(d).unwrap().count();
         let tier = DiskTier::open(dir.path()).unwrap();
-        let t = tier.temp().unwrap();
+        let t = tier.temp(&key).unwrap();
         t.write_at(b"partial", 0).unwrap();
         drop(t);
-        assert_eq!(
-            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
-            0
-        );
+        assert_eq!(count(&fan(&tier)), 0);
 
-        std::fs::write(dir.path().join("tmp/fill-left-over"), b"x").unwrap();
+        // The directory older versions kept temp files in goes at start
+        // (left-over temp names: `index::tests`).
+        std::fs::create_dir_all(dir.path().join("tmp/x")).unwrap();
         let _again = DiskTier::open(dir.path()).unwrap();
-        assert_eq!(
-            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
-            0
-        );
+        assert!(!dir.path().join("tmp").exists());
     }
 }

@@ -291,7 +291,7 @@ impl Cache {
         if let Some(n) = expected.filter(|n| *n <= SMALL_FILL && self.memory.admits(*n)) {
             return self.small_fill(key, url, resp, meta, n, check, tx).await;
         }
-        let temp = self.disk.temp()?;
+        let temp = self.disk.temp(key)?;
         let header = encode_header(&meta, key.as_str());
         let offset = header.len() as u64;
         let file = temp.shared.clone();
@@ -454,14 +454,16 @@ impl Cache {
             meta: meta.clone(),
             body: body.clone(),
         });
-        let entry = Arc::new(MemEntry {
-            meta: meta.clone(),
-            body: body.clone(),
-        });
-        self.memory.insert(key.clone(), entry).await;
-        // Clients are served; a failed write only means a later refetch.
-        if let Err(e) = self.disk.put(key, &meta, body).await {
+        // The entry goes to disk only: the memory tier takes it when it is
+        // read again (a disk hit promotes the mapped entry). A package
+        // fetched once then costs no heap, and this buffer is reused by the
+        // next miss instead of the heap growing by every fill (fresh pages
+        // were a tenth of a cold miss's CPU, BENCHMARKS.md).
+        if let Err(e) = self.disk.put(key, &meta, body.clone()).await {
+            // Clients are served; without the disk, memory still holds it.
             tracing::error!(key = %key, error = %e, "cannot publish cache entry");
+            let entry = Arc::new(MemEntry { meta, body });
+            self.memory.insert(key.clone(), entry).await;
         }
         Ok(())
     }

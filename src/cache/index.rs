@@ -116,10 +116,12 @@ impl DiskIndex {
     /// Walks `data/` and merges what it finds; entries written meanwhile keep
     /// their newer state. Entries of the earlier two-level layout are moved
     /// into place; files that are not entries are left alone and logged.
+    /// Temp files of earlier runs (crashed fills) are removed; those named
+    /// with `mine`, this run's temp prefix, belong to fills under way.
     /// Runs on a thread of its own at start.
-    pub fn rebuild(&self, data: &Path) {
+    pub fn rebuild(&self, data: &Path, mine: &str) {
         let mut found = Vec::new();
-        for file in walk(data) {
+        for file in walk(data, mine) {
             let Ok(meta) = std::fs::metadata(&file) else {
                 continue;
             };
@@ -160,8 +162,9 @@ pub fn is_entry_name(name: &str) -> bool {
 }
 
 /// The entry files under `data/ab/`, moving those of the old layout
-/// (`data/ab/cd/name`) up one level on the way.
-fn walk(data: &Path) -> Vec<PathBuf> {
+/// (`data/ab/cd/name`) up one level and removing earlier runs' temp files
+/// on the way.
+fn walk(data: &Path, mine: &str) -> Vec<PathBuf> {
     let list = |p: &Path| -> Vec<PathBuf> {
         std::fs::read_dir(p)
             .map(|rd| rd.flatten().map(|e| e.path()).collect())
@@ -188,6 +191,10 @@ fn walk(data: &Path) -> Vec<PathBuf> {
                 let _ = std::fs::remove_dir(&p);
             } else if is_entry_name(&name) && p.is_file() {
                 out.push(p);
+            } else if name.starts_with(super::disk::TEMP_PREFIX) {
+                if !name.starts_with(mine) {
+                    let _ = std::fs::remove_file(&p);
+                }
             } else {
                 strays += 1;
             }
@@ -254,8 +261,13 @@ mod tests {
         )
         .unwrap();
         std::fs::write(data.join("loose-file"), b"stray").unwrap();
+        // A crashed run's temp file goes; this run's fill in progress stays.
+        std::fs::write(data.join("ab/.fill-deadbeef-1x"), b"crashed").unwrap();
+        std::fs::write(data.join("ab/.fill-0badf00d-2y"), b"filling").unwrap();
         let ix = DiskIndex::default();
-        ix.rebuild(&data);
+        ix.rebuild(&data, ".fill-0badf00d-");
+        assert!(!data.join("ab/.fill-deadbeef-1x").exists());
+        assert!(data.join("ab/.fill-0badf00d-2y").exists());
         assert!(ix.ready());
         assert_eq!(ix.totals(), (10, 1));
         assert!(ix.contains(&name));

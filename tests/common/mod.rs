@@ -20,6 +20,29 @@ pub async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(STEP, f).await.expect("step timed out")
 }
 
+/// Polls until `check` holds (observable state, not a fixed sleep).
+pub async fn eventually(mut check: impl AsyncFnMut() -> bool) {
+    within(async {
+        while !check().await {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+}
+
+/// Temp files (fills under way or left over) in a cache directory: they
+/// live beside the entries, `data/ab/.fill-*`.
+pub fn temp_files(cache_dir: &Path) -> usize {
+    let Ok(fans) = std::fs::read_dir(cache_dir.join("data")) else {
+        return 0;
+    };
+    fans.flatten()
+        .filter_map(|fan| std::fs::read_dir(fan.path()).ok())
+        .flat_map(|d| d.flatten())
+        .filter(|f| f.file_name().to_string_lossy().starts_with(".fill-"))
+        .count()
+}
+
 /// A running feedcache process; killed when dropped.
 pub struct Proxy {
     child: Child,
