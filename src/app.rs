@@ -274,17 +274,10 @@ impl App {
             Err(AppError::NotFound) => return Ok(false),
             Err(e) => return Err(e),
         };
-        let doc: serde_json::Value = serde_json::from_slice(&entry.body)
-            .map_err(|e| AppError::BadUpstream(format!("version list: {e}")))?;
-        let listed = doc
-            .get("versions")
-            .and_then(|v| v.as_array())
-            .is_some_and(|vs| {
-                vs.iter()
-                    .filter_map(|v| v.as_str())
-                    .any(|v| crate::keys::normalize_version(v).is_ok_and(|n| n == version))
-            });
-        Ok(listed)
+        let (body, want) = (entry.body.clone(), version.to_owned());
+        crate::offload::cpu_bound(body.len(), move || crate::versions::lists(&body, &want))
+            .await?
+            .map_err(|e| AppError::BadUpstream(format!("version list: {e}")))
     }
 
     /// Immutable content already cached, or being fetched right now.
@@ -340,10 +333,16 @@ impl App {
                 }
             }
         }
-        let idx = Arc::new(
-            FeedIndex::build(feed, &url, &entry.body, &self.raw_signer)
-                .map_err(AppError::BadUpstream)?,
+        let (f, u, body, signer) = (
+            feed.clone(),
+            url.clone(),
+            entry.body.clone(),
+            self.raw_signer.clone(),
         );
+        let built =
+            crate::offload::cpu_bound(body.len(), move || FeedIndex::build(&f, &u, &body, &signer))
+                .await?;
+        let idx = Arc::new(built.map_err(AppError::BadUpstream)?);
         self.feeds
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -34,6 +34,9 @@ pub enum AppError {
     Forbidden,
     #[error(transparent)]
     Extract(#[from] ExtractError),
+    /// A fault of ours outside the cache (a helper task that died).
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl AppError {
@@ -47,7 +50,7 @@ impl AppError {
             AppError::NotFound | AppError::Unconfigured(_) => 404,
             AppError::Upstream(UpstreamError::Timeout(_)) => 504,
             AppError::Upstream(_) | AppError::BadUpstream(_) => 502,
-            AppError::Cache(_) => 500,
+            AppError::Cache(_) | AppError::Internal(_) => 500,
             AppError::RangeNotSatisfiable(_) => 416,
             AppError::Unauthorized => 401,
             AppError::Forbidden => 403,
@@ -103,6 +106,7 @@ impl AppError {
             AppError::Upstream(e) => format!("upstream failed: {e}"),
             AppError::BadUpstream(_) => "upstream sent an unusable response".into(),
             AppError::Cache(_) => "cache error".into(),
+            AppError::Internal(_) => "internal error".into(),
             AppError::RangeNotSatisfiable(_) => "range not satisfiable".into(),
             AppError::Unauthorized | AppError::Forbidden => self.to_string(),
             AppError::Extract(ExtractError::NotFound) => "no such file in the package".into(),

@@ -5,6 +5,7 @@ use bytes::Bytes;
 use serde_json::Value;
 use url::Url;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::keys::FeedRef;
@@ -24,11 +25,20 @@ pub struct FeedIndex {
     pub autocompletes: Vec<(String, Url)>,
     /// Origins (`scheme://host[:port]`) of the upstream, for `raw/{n}/...`.
     pub origins: Vec<String>,
-    /// Maps any upstream URL in a document to feedcache.
-    pub rewriter: Rewriter,
+    /// Maps any upstream URL in a document to feedcache (shared by every
+    /// request that rewrites a document of this feed).
+    pub rewriter: Arc<Rewriter>,
     /// The service index as clients get it, with `MARKER` as the origin.
     pub template: Bytes,
 }
+
+/// Largest service index accepted: nuget.org's is ~10 KB, ProGet's less.
+/// The index is parsed into a tree, so its size bounds that memory.
+pub const MAX_INDEX_SIZE: usize = 1024 * 1024;
+
+/// Most resources one index may list (nuget.org lists ~30). Each distinct
+/// host among them becomes a rewrite rule applied to later documents.
+pub const MAX_RESOURCES: usize = 1000;
 
 /// Resource types feedcache serves; every other resource is dropped from the
 /// index so that no client is sent to the upstream directly.
@@ -63,13 +73,24 @@ impl FeedIndex {
         body: &[u8],
         signer: &Arc<RawSigner>,
     ) -> Result<FeedIndex, String> {
+        if body.len() > MAX_INDEX_SIZE {
+            return Err(format!(
+                "service index larger than {} KiB",
+                MAX_INDEX_SIZE / 1024
+            ));
+        }
         let mut doc: Value =
             serde_json::from_slice(body).map_err(|e| format!("service index is not JSON: {e}"))?;
-        let resources = doc
-            .get("resources")
-            .and_then(Value::as_array)
-            .ok_or("service index has no resources array")?
-            .clone();
+        let resources = match doc.get_mut("resources").map(Value::take) {
+            Some(Value::Array(list)) => list,
+            _ => return Err("service index has no resources array".into()),
+        };
+        if resources.len() > MAX_RESOURCES {
+            return Err(format!(
+                "service index lists {} resources (at most {MAX_RESOURCES})",
+                resources.len()
+            ));
+        }
 
         let prefix = format!("{MARKER}{}", feed.public_prefix());
         let mut idx = FeedIndex {
@@ -78,7 +99,7 @@ impl FeedIndex {
             searches: Vec::new(),
             autocompletes: Vec::new(),
             origins: vec![origin_of(index_url)],
-            rewriter: Rewriter::default(),
+            rewriter: Arc::default(),
             template: Bytes::new(),
         };
         let mut rules = Vec::new();
@@ -133,7 +154,7 @@ impl FeedIndex {
                     public
                 }
             };
-            let mut r = r.clone();
+            let mut r = r;
             if let Some(obj) = r.as_object_mut() {
                 obj.insert("@id".into(), Value::String(public));
             }
@@ -144,7 +165,8 @@ impl FeedIndex {
         let raw = (idx.origins.iter().enumerate())
             .map(|(i, o)| (format!("{o}/"), format!("{prefix}/raw/{i}/"), i))
             .collect();
-        idx.rewriter = Rewriter::new(rules).with_raw(signer.clone(), feed.key_prefix(), raw);
+        idx.rewriter =
+            Arc::new(Rewriter::new(rules).with_raw(signer.clone(), feed.key_prefix(), raw));
 
         if let Some(obj) = doc.as_object_mut() {
             obj.insert("resources".into(), Value::Array(kept));
@@ -214,9 +236,12 @@ fn tag_for(taken: &[(String, Url)], url: &Url, fallback: &str) -> String {
     if base.is_empty() || base.starts_with('.') {
         base = fallback.into();
     }
+    // A set, so a hostile index of many same-named resources costs a hash
+    // lookup per candidate, not a scan of every tag taken.
+    let used: HashSet<&str> = taken.iter().map(|(t, _)| t.as_str()).collect();
     let mut tag = base.clone();
     let mut n = 2;
-    while taken.iter().any(|(t, _)| *t == tag) {
+    while used.contains(tag.as_str()) {
         tag = format!("{base}-{n}");
         n += 1;
     }

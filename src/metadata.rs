@@ -13,6 +13,7 @@ use url::Url;
 use crate::cache::{etag_of, now_secs, Cache, Found, Freshness, Inflight, Joined, MemEntry, Meta};
 use crate::error::AppError;
 use crate::keys::CacheKey;
+use crate::offload::cpu_bound;
 use crate::rewrite::Rewriter;
 use crate::upstream::{classify, host_of, Request, Upstream};
 
@@ -22,7 +23,7 @@ pub enum Transform {
     /// Store as received (after decompression).
     None,
     /// Rewrite upstream URLs in JSON; non-JSON bodies are stored as received.
-    Rewrite(Rewriter),
+    Rewrite(Arc<Rewriter>),
 }
 
 /// How a metadata answer was obtained, for `X-Cache` and logs.
@@ -238,9 +239,18 @@ impl MetadataStore {
             AppError::BadUpstream(format!("invalid JSON from {}: {e}", host_of(url)))
         };
         let (body, templated) = match transform {
-            Transform::Rewrite(rw) => (Bytes::from(rw.rewrite_json(&body).map_err(invalid)?), true),
+            Transform::Rewrite(rw) => {
+                let (rw, input) = (rw.clone(), body.clone());
+                let out = cpu_bound(body.len(), move || rw.rewrite_json(&input)).await?;
+                (Bytes::from(out.map_err(invalid)?), true)
+            }
             Transform::None => {
-                serde_json::from_slice::<serde::de::IgnoredAny>(&body).map_err(invalid)?;
+                let input = body.clone();
+                cpu_bound(body.len(), move || {
+                    serde_json::from_slice::<serde::de::IgnoredAny>(&input).map(|_| ())
+                })
+                .await?
+                .map_err(invalid)?;
                 (body, false)
             }
         };

@@ -3,7 +3,11 @@
 //! Documents are stored with a placeholder origin (`MARKER`) in place of
 //! feedcache's own address, because that address depends on each request
 //! (Host, X-Forwarded-*); `render` puts the real one in when serving.
+//! `stream.rs` rewrites whole documents without building them in memory.
 
+mod stream;
+
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -21,16 +25,49 @@ pub const MARKER: &str = "https://feedcache.invalid";
 pub struct Rewriter {
     /// (upstream prefix, replacement, raw origin number), longest prefix first.
     rules: Vec<(String, String, Option<usize>)>,
+    /// Rule numbers by the origin (`scheme://host[:port]`) their prefix
+    /// starts with: a string is compared with its own origin's rules only,
+    /// so the work per string does not grow with the number of rules.
+    by_origin: HashMap<String, Vec<usize>>,
     /// Signs `raw/` links, with the feed they belong to.
     raw: Option<(Arc<RawSigner>, String)>,
+}
+
+/// The `scheme://authority` an http(s) URL string starts with.
+fn origin_part(s: &str) -> Option<&str> {
+    let rest_at = if s.starts_with("https://") {
+        8
+    } else if s.starts_with("http://") {
+        7
+    } else {
+        return None;
+    };
+    let end = s[rest_at..]
+        .find(['/', '?', '#'])
+        .map_or(s.len(), |i| rest_at + i);
+    Some(&s[..end])
 }
 
 impl Rewriter {
     /// Builds a rewriter; rules may come in any order.
     pub fn new(rules: Vec<(String, String)>) -> Self {
-        let mut rules: Vec<_> = rules.into_iter().map(|(f, t)| (f, t, None)).collect();
-        rules.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
-        Rewriter { rules, raw: None }
+        let mut rw = Rewriter {
+            rules: rules.into_iter().map(|(f, t)| (f, t, None)).collect(),
+            ..Rewriter::default()
+        };
+        rw.index();
+        rw
+    }
+
+    /// Orders the rules longest first and files them under their origins.
+    fn index(&mut self) {
+        self.rules.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
+        self.by_origin.clear();
+        for (i, (from, ..)) in self.rules.iter().enumerate() {
+            if let Some(o) = origin_part(from) {
+                self.by_origin.entry(o.to_owned()).or_default().push(i);
+            }
+        }
     }
 
     /// Adds catch-all rules for the upstream's hosts: `(origin/, replacement
@@ -44,14 +81,16 @@ impl Rewriter {
     ) -> Self {
         self.rules
             .extend(raw.into_iter().map(|(f, t, n)| (f, t, Some(n))));
-        self.rules.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
+        self.index();
         self.raw = Some((signer, feed));
         self
     }
 
     /// The rewritten URL when `s` starts with a known upstream prefix.
     pub fn map(&self, s: &str) -> Option<String> {
-        let (to, rest, origin) = self.rules.iter().find_map(|(from, to, origin)| {
+        let candidates = self.by_origin.get(origin_part(s)?)?;
+        let (to, rest, origin) = candidates.iter().find_map(|&i| {
+            let (from, to, origin) = self.rules.get(i)?;
             s.strip_prefix(from.as_str()).map(|rest| (to, rest, origin))
         })?;
         let Some(origin) = origin else {
@@ -81,11 +120,11 @@ impl Rewriter {
         }
     }
 
-    /// Parses, rewrites and re-serializes a JSON body.
+    /// Rewrites a JSON body in one pass, without building it in memory
+    /// (`stream.rs`); fails on invalid JSON, nesting deeper than 128 levels
+    /// or more than `MAX_NODES` values.
     pub fn rewrite_json(&self, body: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
-        let mut v: Value = serde_json::from_slice(body)?;
-        self.rewrite_value(&mut v);
-        serde_json::to_vec(&v)
+        stream::rewrite(self, body)
     }
 }
 
