@@ -26,6 +26,8 @@ pub enum Body {
     Disk(DiskEntry),
     /// A fill in progress, with the length when the upstream announced it.
     Fill(FillReader, Option<u64>),
+    /// Straight from the upstream, not stored (the disk takes no writes).
+    Stream(crate::cache::BodyStream, Option<u64>),
     /// A file being inflated out of a cached package.
     Extract(crate::extract::Extracted),
 }
@@ -298,8 +300,29 @@ impl App {
         url: Url,
         check: Option<BodyCheck>,
     ) -> Result<Reply, AppError> {
-        let (fill, _) = self.cache.fill_blob(key, url, self.upstream.clone(), check);
-        fill_reply(fill.reader(), "MISS").await
+        if !self.cache.disk.writable.ok() {
+            return self.pass_through(&url).await;
+        }
+        let (fill, _) = self
+            .cache
+            .fill_blob(key, url.clone(), self.upstream.clone(), check);
+        match fill_reply(fill.reader(), "MISS").await {
+            // The disk failed this fill before a byte was sent.
+            Err(AppError::Cache(_)) if !self.cache.disk.writable.ok() => {
+                self.pass_through(&url).await
+            }
+            other => other,
+        }
+    }
+
+    /// A miss served from the upstream without storing it.
+    async fn pass_through(&self, url: &Url) -> Result<Reply, AppError> {
+        let p = self.cache.pass_through(url, &self.upstream).await?;
+        Ok(Reply {
+            meta: p.meta,
+            body: Body::Stream(p.body, p.len),
+            cache: "MISS",
+        })
     }
 
     pub(crate) async fn meta_reply(

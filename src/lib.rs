@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod app;
 pub mod auth;
+pub mod background;
 pub mod breaker;
 pub mod cache;
 pub mod cli;

@@ -44,6 +44,12 @@ pub struct Metrics {
     connections_refused: AtomicU64,
     /// Request headers not complete within the header deadline.
     header_timeouts: AtomicU64,
+    /// Writes to the cache disk that failed (full, read-only, ...).
+    disk_write_failures: AtomicU64,
+    /// Misses served from the upstream uncached while the disk was down.
+    disk_bypassed: AtomicU64,
+    /// Background task rounds that panicked (and were restarted).
+    task_panics: AtomicU64,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::default);
@@ -108,6 +114,21 @@ impl Metrics {
         self.header_timeouts.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A write to the cache disk failed.
+    pub fn disk_write_failed(&self) {
+        self.disk_write_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A miss was streamed from the upstream uncached (disk not writable).
+    pub fn disk_bypassed(&self) {
+        self.disk_bypassed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A background task round panicked.
+    pub fn task_panicked(&self) {
+        self.task_panics.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// A request joined a fetch already in flight instead of starting one.
     pub fn coalesced(&self) {
         self.coalesced.fetch_add(1, Ordering::Relaxed);
@@ -151,6 +172,9 @@ impl Metrics {
         let _ = writeln!(out, "# HELP feedcache_coalesced_waiters_total Requests that joined a fetch already in flight.\n# TYPE feedcache_coalesced_waiters_total counter\nfeedcache_coalesced_waiters_total {}", self.coalesced.load(Ordering::Relaxed));
         let _ = writeln!(out, "# HELP feedcache_connections_refused_total Connections refused at the connection cap (every slot busy).\n# TYPE feedcache_connections_refused_total counter\nfeedcache_connections_refused_total {}", self.connections_refused.load(Ordering::Relaxed));
         let _ = writeln!(out, "# HELP feedcache_header_timeouts_total Request headers not complete within connections.header_timeout.\n# TYPE feedcache_header_timeouts_total counter\nfeedcache_header_timeouts_total {}", self.header_timeouts.load(Ordering::Relaxed));
+        let _ = writeln!(out, "# HELP feedcache_disk_write_failures_total Writes to the cache disk that failed (full, read-only, ...).\n# TYPE feedcache_disk_write_failures_total counter\nfeedcache_disk_write_failures_total {}", self.disk_write_failures.load(Ordering::Relaxed));
+        let _ = writeln!(out, "# HELP feedcache_disk_bypassed_total Misses served from the upstream uncached because the cache disk was not writable.\n# TYPE feedcache_disk_bypassed_total counter\nfeedcache_disk_bypassed_total {}", self.disk_bypassed.load(Ordering::Relaxed));
+        let _ = writeln!(out, "# HELP feedcache_background_panics_total Background task rounds (eviction, sync) that panicked and were restarted.\n# TYPE feedcache_background_panics_total counter\nfeedcache_background_panics_total {}", self.task_panics.load(Ordering::Relaxed));
         let _ = writeln!(out, "# HELP feedcache_log_lines_dropped_total Log lines dropped because the log writer fell behind.\n# TYPE feedcache_log_lines_dropped_total counter\nfeedcache_log_lines_dropped_total {}", crate::logging::dropped_lines());
         let _ = writeln!(out, "# HELP feedcache_upstream_requests_total Requests sent upstream.\n# TYPE feedcache_upstream_requests_total counter\nfeedcache_upstream_requests_total {}", self.upstream_requests.load(Ordering::Relaxed));
         let _ = writeln!(out, "# HELP feedcache_upstream_errors_total Upstream failures by kind.\n# TYPE feedcache_upstream_errors_total counter");

@@ -30,14 +30,10 @@ const EVICT_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 /// Keeps the disk tier under its cap from a thread of its own (file removal
 /// is blocking work and must not wait for a request).
 fn spawn_evictor(cache: Arc<Cache>) -> Result<(), StartError> {
-    std::thread::Builder::new()
-        .name("feedcache-evict".into())
-        .spawn(move || loop {
-            std::thread::sleep(EVICT_EVERY);
-            cache.disk.evict();
-        })
-        .map(|_| ())
-        .map_err(StartError::Thread)
+    crate::background::every("evict", EVICT_EVERY, move || {
+        cache.disk.evict();
+    })
+    .map_err(StartError::Thread)
 }
 
 /// Builds everything and serves until a signal stops the process.
@@ -85,6 +81,11 @@ pub fn run(config: Config) -> Result<std::convert::Infallible, StartError> {
     if config.cache.disk_size.as_u64() > 0 {
         spawn_evictor(cache.clone())?;
     }
+    // Past a file-size limit (ulimit -f) a write must fail with EFBIG, which
+    // the disk tier handles by serving uncached, rather than SIGXFSZ
+    // killing the process.
+    // SAFETY: setting a signal to SIG_IGN installs no handler code.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
     // Every client connection is a descriptor: take what the hard limit
     // allows (as nginx's worker_rlimit_nofile does) and size the cap from it.
     let fd_limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);

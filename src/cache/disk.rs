@@ -17,6 +17,7 @@ use tempfile::NamedTempFile;
 use super::durable::Durability;
 use super::entry::{encode_header, read_header, seal, Meta, Seal, SEAL_AT};
 use super::index::DiskIndex;
+use super::writable::Writable;
 use super::CacheError;
 use crate::keys::CacheKey;
 
@@ -63,6 +64,8 @@ pub struct DiskTier {
     cap: u64,
     /// Which entries may be torn by a power cut, and the periodic sync.
     durable: Arc<Durability>,
+    /// Whether writes are attempted (off for a while after one failed).
+    pub writable: Writable,
 }
 
 /// Bodies up to this size are written by the calling task itself: a few
@@ -218,6 +221,7 @@ impl DiskTier {
             index,
             cap,
             durable,
+            writable: Writable::default(),
         })
     }
 
@@ -320,7 +324,7 @@ impl DiskTier {
         })
         .await;
         self.open.invalidate(key);
-        let size = r?;
+        let size = r.inspect_err(|e| self.writable.failed(e))?;
         self.durable.written();
         self.index.insert(&name_for(key), key.as_str(), size);
         Ok(())
@@ -354,7 +358,7 @@ impl DiskTier {
             .await
         };
         self.open.invalidate(key);
-        written?;
+        written.inspect_err(|e| self.writable.failed(e))?;
         self.durable.written();
         self.index.insert(&name, key.as_str(), size);
         Ok(())
@@ -385,6 +389,7 @@ impl DiskTier {
             .prefix(&self.temp_prefix)
             .tempfile_in(&dir)
             .map_err(|e| io_err(&dir, e))
+            .inspect_err(|e| self.writable.failed(e))
     }
 
     /// A new temp file for a streaming fill of `key`.

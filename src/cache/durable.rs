@@ -68,13 +68,7 @@ impl Durability {
     /// Starts the background thread that syncs and records the marker.
     pub fn spawn(self: &Arc<Self>) -> std::io::Result<()> {
         let this = self.clone();
-        std::thread::Builder::new()
-            .name("feedcache-sync".into())
-            .spawn(move || loop {
-                std::thread::sleep(SYNC_EVERY);
-                this.sync_round();
-            })
-            .map(|_| ())
+        crate::background::every("sync", SYNC_EVERY, move || this.sync_round())
     }
 
     /// One round: if anything was written, sync the file system and record

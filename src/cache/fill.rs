@@ -11,7 +11,7 @@ use url::Url;
 
 use super::disk::{blocking, map_file, read_at, DiskEntry, MAP_MAX};
 use super::entry::{encode_header, now_secs, Freshness, MemEntry, Meta, Seal};
-use super::{Cache, Joined};
+use super::{Cache, CacheError, Joined};
 use crate::error::AppError;
 use crate::extract::Package;
 use crate::keys::CacheKey;
@@ -263,6 +263,10 @@ impl Cache {
             });
             return Ok(());
         }
+        // Nothing to write to: the caller streams from the upstream instead.
+        if !self.disk.writable.ok() {
+            return Err(CacheError::NotWritable.into());
+        }
         let resp = upstream.get(url, &Request::default()).await?;
         if !resp.status().is_success() {
             let e = AppError::from_upstream_status(url, resp.status().as_u16());
@@ -310,7 +314,8 @@ impl Cache {
                 map.map(|m| m.slice(usize::try_from(offset).unwrap_or(0)..)),
             ))
         })
-        .await?;
+        .await
+        .inspect_err(|e| self.disk.writable.failed(e))?;
         tx.send_replace(FillState::Streaming {
             file: file.clone(),
             meta: meta.clone(),
@@ -353,7 +358,9 @@ impl Cache {
                 let n = block.len() as u64;
                 let t = temp.clone();
                 let at = offset + written;
-                blocking(move || t.write_at(&block, at)).await?;
+                blocking(move || t.write_at(&block, at))
+                    .await
+                    .inspect_err(|e| self.disk.writable.failed(e))?;
                 written += n;
                 tx.send_modify(|s| {
                     if let FillState::Streaming { written: w, .. } = s {
@@ -515,7 +522,7 @@ fn safe_content_type(upstream: Option<String>) -> String {
 }
 
 /// Meta for package content from the upstream's response headers.
-fn blob_meta(h: &http::HeaderMap, url: &Url, len: Option<u64>) -> Meta {
+pub(super) fn blob_meta(h: &http::HeaderMap, url: &Url, len: Option<u64>) -> Meta {
     let get = |name: http::header::HeaderName| {
         h.get(name)
             .and_then(|v| v.to_str().ok())

@@ -1,5 +1,6 @@
 //! The two-tier cache: memory (moka) over disk, plus fills in flight.
 
+mod bypass;
 mod disk;
 mod durable;
 mod entry;
@@ -7,7 +8,9 @@ mod fill;
 mod index;
 mod inflight;
 mod memory;
+mod writable;
 
+pub use bypass::{BodyStream, Passthrough};
 pub use disk::{read_at, DiskEntry, DiskTier};
 pub use entry::{etag_of, now_secs, Freshness, MemEntry, Meta};
 pub use fill::{BodyCheck, Fill, FillReader, FillState};
@@ -26,6 +29,10 @@ use crate::keys::CacheKey;
 pub enum CacheError {
     #[error("cache I/O on {path}: {msg}")]
     Io { path: String, msg: String },
+    /// Writes are off after a failed one (`writable.rs`); the miss is
+    /// served from the upstream instead.
+    #[error("cache disk not writable")]
+    NotWritable,
 }
 
 /// A cached entry, wherever it lives.
@@ -110,14 +117,21 @@ impl Cache {
         Ok(Some(Found::Memory(m)))
     }
 
-    /// Stores a whole entry in both tiers (disk first, atomically).
+    /// Stores a whole entry in both tiers (disk first, atomically; memory
+    /// only while the disk takes no writes).
     pub async fn put(
         &self,
         key: &CacheKey,
         meta: Meta,
         body: Bytes,
     ) -> Result<Arc<MemEntry>, CacheError> {
-        self.disk.put(key, &meta, body.clone()).await?;
+        // Without a writable disk the entry lives in memory only: clients
+        // are still served, and the next fetch tries the disk again.
+        if self.disk.writable.ok() {
+            if let Err(e) = self.disk.put(key, &meta, body.clone()).await {
+                tracing::debug!(key = %key, error = %e, "entry kept in memory only");
+            }
+        }
         let m = Arc::new(MemEntry {
             meta: Arc::new(meta),
             body,

@@ -154,7 +154,7 @@ impl Handler {
                 out.tier = match &reply.body {
                     Body::Bytes(_) => "memory",
                     Body::Disk(_) => "disk",
-                    Body::Fill(..) => "upstream",
+                    Body::Fill(..) | Body::Stream(..) => "upstream",
                     Body::Extract(_) => "package",
                 };
                 // Only rewritten documents need the base URL; skip the work

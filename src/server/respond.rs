@@ -2,6 +2,7 @@
 //! range requests, HEAD, and streaming from memory, disk or a running fill.
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use http::header;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
@@ -86,13 +87,13 @@ pub async fn write_reply(
     let total = match &body {
         Body::Bytes(b) => Some(b.len() as u64),
         Body::Disk(d) => Some(d.len),
-        Body::Fill(_, len) => *len,
+        Body::Fill(_, len) | Body::Stream(_, len) => *len,
         Body::Extract(x) => Some(x.size),
     };
     // A fill in progress is sent whole: ranges are served once it is cached.
     // Extracted files are inflated front to back, so they are sent whole too.
     let ask = match (&body, total) {
-        (Body::Fill(..) | Body::Extract(_), _) | (_, None) => RangeAsk::Full,
+        (Body::Fill(..) | Body::Stream(..) | Body::Extract(_), _) | (_, None) => RangeAsk::Full,
         (_, Some(len)) => parse_range(req_header(session, header::RANGE), len),
     };
     let (start, len) = match (ask, total) {
@@ -107,7 +108,7 @@ pub async fn write_reply(
         }
         (_, total) => (0, total),
     };
-    if !matches!(body, Body::Fill(..) | Body::Extract(_)) {
+    if !matches!(body, Body::Fill(..) | Body::Stream(..) | Body::Extract(_)) {
         resp.insert_header(header::ACCEPT_RANGES, "bytes")?;
     }
     match len {
@@ -194,6 +195,19 @@ pub async fn write_reply(
                     break;
                 }
                 Err(e) => return Err(internal(&e)),
+            }
+        },
+        Body::Stream(mut stream, _) => loop {
+            match stream.next().await {
+                Some(Ok(chunk)) => {
+                    sent += chunk.len() as u64;
+                    session.write_response_body(chunk, false).await?;
+                }
+                None => {
+                    session.write_response_body(Bytes::new(), true).await?;
+                    break;
+                }
+                Some(Err(e)) => return Err(internal(&e)),
             }
         },
         Body::Extract(mut x) => loop {
