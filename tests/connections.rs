@@ -115,3 +115,42 @@ async fn a_flood_of_idle_connections_does_not_lock_clients_out() {
     }
     drop(flood);
 }
+
+/// A client that hangs up mid-body is logged and counted with the status
+/// that went out and the bytes that made it, never as status 0 (#13, code
+/// health): both on pingora's write path (a fill) and on sendfile (a hit).
+#[tokio::test]
+async fn hang_ups_are_recorded_with_the_status_sent() {
+    let (up, proxy, _dir) = setup(100).await;
+    let path = "/v3-flatcontainer/big/1.0.0/big.1.0.0.nupkg";
+    up.set(path, Behavior::bytes(blob(16_000_000, 5)));
+    let hang_up = || async {
+        let mut s = within(TcpStream::connect(addr(&proxy))).await.unwrap();
+        let req = "GET /v3/flatcontainer/big/1.0.0/big.1.0.0.nupkg HTTP/1.1\r\nHost: x\r\n\r\n";
+        within(s.write_all(req.as_bytes())).await.unwrap();
+        let mut first = [0u8; 1024];
+        let n = within(s.read(&mut first)).await.unwrap();
+        assert!(first[..n].starts_with(b"HTTP/1.1 200"));
+        // Dropped with most of the body unread: the server's writes fail.
+    };
+    hang_up().await; // the fill
+    let (s, _, b) = get(&proxy.url("/v3/flatcontainer/big/1.0.0/big.1.0.0.nupkg")).await;
+    assert_eq!((s, b.len()), (200, 16_000_000));
+    hang_up().await; // a disk hit, sent with sendfile
+                     // All three downloads recorded, and every request recorded is a 200.
+    let total = |m: &str, prefix: &str| -> u64 {
+        m.lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    eventually(async || {
+        let (_, _, m) = get(&proxy.url("/metrics")).await;
+        let m = String::from_utf8(m).unwrap();
+        assert!(!m.contains("status=\"0\""), "{m}");
+        total(&m, "feedcache_requests_total{route=\"flat_file\"") == 3
+            && total(&m, "feedcache_requests_total{")
+                == total(&m, "feedcache_responses_total{status=\"200\"}")
+    })
+    .await;
+}

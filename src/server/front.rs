@@ -116,8 +116,9 @@ impl Front {
             // NuGet client pipelines, and such a client only waits for the
             // idle deadline.
             stream = h1.into_inner();
-            if let Err(e) = super::sendfile::send(&mut stream, &file).await {
-                out.failed(e);
+            let mut sent = 0;
+            if let Err(e) = super::sendfile::send(&mut stream, &file, &mut sent).await {
+                out.failed(sent, e);
             }
             self.handler.log(&req, &out);
             if !keep || !out.reusable() {

@@ -45,6 +45,10 @@ const PLAIN_READ_BUFFER: usize = 4 * 1024;
 /// TLS reads whole records (up to 16 KiB).
 const TLS_READ_BUFFER: usize = 16 * 1024;
 
+/// Status logged for a client that closed its connection before the
+/// response header went out (nginx's convention).
+const CLIENT_CLOSED: u16 = 499;
+
 /// Answers requests: one per call of `serve`, on HTTP/1 or HTTP/2.
 pub struct Handler {
     app: Arc<App>,
@@ -72,9 +76,9 @@ impl Outcome {
         self.error.is_none()
     }
 
-    /// The file body could not be sent completely.
-    pub fn failed(&mut self, e: std::io::Error) {
-        self.sent.bytes = 0;
+    /// The file body could not be sent completely; `sent` bytes of it were.
+    pub fn failed(&mut self, sent: u64, e: std::io::Error) {
+        self.sent.bytes = sent;
         self.error = Some(Error::because(ErrorType::WriteError, "sendfile", e));
     }
 }
@@ -203,14 +207,22 @@ impl Handler {
                 // The client went away mid-response, or the body could not be
                 // completed: the connection must not be reused, and once a
                 // header is out the only honest signal is to drop it.
-                if matches!(
+                let gone = matches!(
                     e.etype(),
                     ErrorType::WriteError | ErrorType::ConnectionClosed
-                ) {
+                );
+                if gone {
                     tracing::debug!(path = uri.path(), error = %e, "client gone");
                 }
                 session.set_keepalive(None);
-                if session.response_written().is_none() {
+                if let Some(h) = session.response_written() {
+                    // Logged as sent, with the bytes that made it (as nginx).
+                    out.sent.status = h.status.as_u16();
+                    out.sent.bytes = session.body_bytes_sent() as u64;
+                } else if gone {
+                    // Closed before the header: nginx's 499.
+                    out.sent.status = CLIENT_CLOSED;
+                } else {
                     // Nothing went out yet (a header we could not build): a
                     // fault of ours, answered rather than dropped.
                     let _ = session.respond_error(500).await;

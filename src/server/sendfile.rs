@@ -34,9 +34,10 @@ pub struct FileBody {
 }
 
 /// Flushes what pingora buffered (the header), then sends `body` on the
-/// stream's socket. Returns the body bytes sent; an error means the
+/// stream's socket, counting the body bytes sent in `sent` (also when it
+/// fails: the access log records what made it). An error means the
 /// connection must be closed.
-pub async fn send(stream: &mut Stream, body: &FileBody) -> io::Result<u64> {
+pub async fn send(stream: &mut Stream, body: &FileBody, sent: &mut u64) -> io::Result<()> {
     stream.flush().await?;
     let raw = stream.id();
     // SAFETY: `raw` is the descriptor of the TCP socket that `stream` owns
@@ -57,7 +58,10 @@ pub async fn send(stream: &mut Stream, body: &FileBody) -> io::Result<u64> {
                 ))
             }
             // Let the worker's other connections run between steps.
-            Ok(_) => tokio::task::consume_budget().await,
+            Ok(n) => {
+                *sent += n as u64;
+                tokio::task::consume_budget().await
+            }
             Err(e) if e == rustix::io::Errno::AGAIN => {
                 if waiter.is_none() {
                     let dup = sock.try_clone_to_owned()?;
@@ -75,5 +79,5 @@ pub async fn send(stream: &mut Stream, body: &FileBody) -> io::Result<u64> {
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(body.len)
+    Ok(())
 }
