@@ -5,6 +5,14 @@ use crate::extract::ExtractError;
 use crate::routes::RouteError;
 use crate::upstream::UpstreamError;
 
+/// An error as the client gets it (built by `AppError::response` only).
+#[derive(Debug, PartialEq)]
+pub struct ErrorResponse {
+    pub status: u16,
+    pub body: String,
+    pub headers: Vec<(http::HeaderName, String)>,
+}
+
 /// Everything a request can fail with.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AppError {
@@ -84,18 +92,34 @@ impl AppError {
         }
     }
 
-    /// Seconds a client should wait before asking again (`Retry-After`).
-    pub fn retry_after(&self) -> Option<u64> {
+    /// Everything the client is told: status, a one-line text body (details
+    /// stay in the log) and the headers this error calls for.
+    pub fn response(&self) -> ErrorResponse {
+        use http::header;
+        let mut headers = vec![(header::CONTENT_TYPE, "text/plain; charset=utf-8".to_owned())];
         match self {
-            AppError::Upstream(UpstreamError::CircuitOpen { retry_after, .. }) => {
-                Some(*retry_after)
+            AppError::RangeNotSatisfiable(len) => {
+                headers.push((header::CONTENT_RANGE, format!("bytes */{len}")));
             }
-            _ => None,
+            // Seconds before the breaker lets a request through again.
+            AppError::Upstream(UpstreamError::CircuitOpen { retry_after, .. }) => {
+                headers.push((header::RETRY_AFTER, retry_after.to_string()));
+            }
+            // NuGet clients send their key as Basic credentials on a challenge.
+            AppError::Unauthorized => {
+                headers.push((header::WWW_AUTHENTICATE, "Basic realm=\"feedcache\"".into()));
+            }
+            _ => {}
+        }
+        ErrorResponse {
+            status: self.status(),
+            body: format!("{}\n", self.client_message()),
+            headers,
         }
     }
 
     /// A short text for the client; details stay in the log.
-    pub fn client_message(&self) -> String {
+    fn client_message(&self) -> String {
         match self {
             AppError::Route(RouteError::BadRequest(m)) => format!("bad request: {m}"),
             AppError::Route(e) => e.to_string(),
@@ -189,11 +213,41 @@ mod tests {
             assert_eq!(m, want);
             assert!(hidden.is_empty() || !m.contains(hidden), "{m}");
         }
+    }
+
+    /// The headers each error calls for, beside the text type.
+    #[test]
+    fn response_headers() {
+        use http::header::{CONTENT_RANGE, RETRY_AFTER, WWW_AUTHENTICATE};
         let open = AppError::from(UpstreamError::CircuitOpen {
-            host: host.into(),
+            host: "h".into(),
             retry_after: 9,
         });
-        assert_eq!(open.retry_after(), Some(9));
-        assert_eq!(AppError::NotFound.retry_after(), None);
+        type Extra = Option<(http::HeaderName, &'static str)>;
+        let table: [(AppError, u16, Extra); 4] = [
+            (open, 502, Some((RETRY_AFTER, "9"))),
+            (
+                AppError::RangeNotSatisfiable(10),
+                416,
+                Some((CONTENT_RANGE, "bytes */10")),
+            ),
+            (
+                AppError::Unauthorized,
+                401,
+                Some((WWW_AUTHENTICATE, "Basic realm=\"feedcache\"")),
+            ),
+            (AppError::NotFound, 404, None),
+        ];
+        for (e, status, extra) in table {
+            let r = e.response();
+            assert_eq!(r.status, status);
+            assert!(r.body.ends_with('\n'));
+            let mut want = vec![(
+                http::header::CONTENT_TYPE,
+                "text/plain; charset=utf-8".to_owned(),
+            )];
+            want.extend(extra.map(|(n, v)| (n, v.to_owned())));
+            assert_eq!(r.headers, want, "{e}");
+        }
     }
 }

@@ -239,20 +239,13 @@ pub async fn write_reply(
 
 /// Writes an error response with a short plain-text message.
 pub async fn write_error(session: &mut Session, e: &AppError) -> Result<Sent> {
-    let status = e.status();
-    let body = Bytes::from(format!("{}\n", e.client_message()));
-    let mut resp = ResponseHeader::build(status, Some(5))?;
+    let r = e.response();
+    let body = Bytes::from(r.body);
+    let mut resp = ResponseHeader::build(r.status, Some(2 + r.headers.len()))?;
     resp.insert_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff")?;
-    resp.insert_header(header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
     resp.insert_header(header::CONTENT_LENGTH, body.len())?;
-    if let AppError::RangeNotSatisfiable(len) = e {
-        resp.insert_header(header::CONTENT_RANGE, format!("bytes */{len}"))?;
-    }
-    if let Some(secs) = e.retry_after() {
-        resp.insert_header(header::RETRY_AFTER, secs)?;
-    }
-    if let AppError::Unauthorized = e {
-        resp.insert_header(header::WWW_AUTHENTICATE, "Basic realm=\"feedcache\"")?;
+    for (name, value) in r.headers {
+        resp.insert_header(name, value)?;
     }
     let is_head = session.req_header().method == http::Method::HEAD;
     session.write_response_header(Box::new(resp)).await?;
@@ -260,7 +253,7 @@ pub async fn write_error(session: &mut Session, e: &AppError) -> Result<Sent> {
         session.write_response_body(body.clone(), true).await?;
     }
     Ok(Sent {
-        status,
+        status: r.status,
         bytes: if is_head { 0 } else { body.len() as u64 },
     })
 }
