@@ -79,11 +79,9 @@ impl App {
         })
     }
 
-    /// Answers a routed request. `query` is the raw query string; client
-    /// credentials in it are never forwarded or part of a cache key.
+    /// Answers a routed request. `query` is the query string without client
+    /// credentials (`Query::clean`): what is forwarded and part of a key.
     pub async fn handle(&self, route: &Route, query: Option<&str>) -> Result<Reply, AppError> {
-        let clean = crate::routes::query::without_credentials(query);
-        let query = clean.as_deref();
         match route {
             Route::Health => Ok(generated(
                 Bytes::from_static(b"ok\n"),

@@ -4,7 +4,7 @@
 use base64::Engine;
 
 use crate::error::AppError;
-use crate::routes::{query, AuthClass};
+use crate::routes::AuthClass;
 use crate::secret::Secret;
 
 /// The configured client keys.
@@ -35,19 +35,21 @@ impl Auth {
         &self,
         class: AuthClass,
         headers: &http::HeaderMap,
-        query: Option<&str>,
+        query_key: Option<&str>,
     ) -> Result<(), AppError> {
         if class == AuthClass::Admin {
             let Some(admin) = &self.admin else {
                 return Err(AppError::NotFound);
             };
-            let ok = presented(headers, query).iter().any(|p| admin.matches(p));
+            let ok = presented(headers, query_key)
+                .iter()
+                .any(|p| admin.matches(p));
             return if ok { Ok(()) } else { Err(AppError::Forbidden) };
         }
         if !self.enabled() || class == AuthClass::Public {
             return Ok(());
         }
-        let ok = presented(headers, query)
+        let ok = presented(headers, query_key)
             .iter()
             .any(|p| self.keys.iter().any(|k| k.matches(p)));
         match (ok, class) {
@@ -60,8 +62,8 @@ impl Auth {
 
 /// Every key a request offers: `X-ApiKey`, `X-NuGet-ApiKey`, the password of
 /// HTTP Basic (ProGet's user is `api`; any user name is accepted, since the
-/// key alone is the secret), and `key=` in the query.
-fn presented(headers: &http::HeaderMap, q: Option<&str>) -> Vec<String> {
+/// key alone is the secret), and `key=` in the query (`query_key`).
+fn presented(headers: &http::HeaderMap, query_key: Option<&str>) -> Vec<String> {
     let mut out = Vec::new();
     for name in ["x-apikey", "x-nuget-apikey"] {
         for v in headers.get_all(name) {
@@ -75,8 +77,8 @@ fn presented(headers: &http::HeaderMap, q: Option<&str>) -> Vec<String> {
             out.push(pass);
         }
     }
-    if let Some(k) = query::credential(q) {
-        out.push(k);
+    if let Some(k) = query_key {
+        out.push(k.to_owned());
     }
     out
 }
@@ -126,13 +128,14 @@ mod tests {
             .check(c, &h(&[("x-nuget-apikey", "good-key")]), None)
             .is_ok());
         assert!(a.check(c, &h(&[("authorization", &basic)]), None).is_ok());
-        assert!(a.check(c, &h(&[]), Some("name=x&key=good-key")).is_ok());
+        // The query's credential, as `Query::credential` found it.
+        assert!(a.check(c, &h(&[]), Some("good-key")).is_ok());
         let refused = [
             (h(&[]), None),
             (h(&[("x-apikey", "bad")]), None),
             (h(&[("authorization", &wrong)]), None),
             (h(&[("authorization", "Bearer good-key")]), None),
-            (h(&[]), Some("key=bad")),
+            (h(&[]), Some("bad")),
         ];
         for (headers, q) in refused {
             assert!(matches!(a.check(c, &headers, q), Err(AppError::Forbidden)));

@@ -3,6 +3,8 @@
 
 mod proget;
 pub mod query;
+
+pub use query::Query;
 pub mod transparent;
 
 pub use proget::{semver_of, PackageQuery, PackagesOp, UpackId, UpackOp, UpackVersion};
@@ -144,19 +146,22 @@ fn bad(msg: impl Into<String>) -> RouteError {
     RouteError::BadRequest(msg.into())
 }
 
-/// Routes a request. `path` is the raw (still percent-encoded) path.
-pub fn route(method: &http::Method, path: &str, query: Option<&str>) -> Result<Route, RouteError> {
-    if path.len() + query.map_or(0, str::len) > MAX_URL_LEN {
+/// Routes a request. `path` is the raw (still percent-encoded) path; the
+/// query is decoded here, once, and returned for the rest of the request.
+pub fn route(
+    method: &http::Method,
+    path: &str,
+    raw_query: Option<&str>,
+) -> Result<(Route, Query), RouteError> {
+    if path.len() + raw_query.map_or(0, str::len) > MAX_URL_LEN {
         return Err(RouteError::TooLong);
     }
-    if let Some(q) = query {
-        if !q.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(bad("malformed query string"));
-        }
-        // Every value must decode to UTF-8, even where feedcache only
-        // forwards the query (search): refuse here, not upstream.
-        query::parse(Some(q))?;
-    }
+    let query = Query::parse(raw_query)?;
+    let r = route_path(method, path, &query)?;
+    Ok((r, query))
+}
+
+fn route_path(method: &http::Method, path: &str, query: &Query) -> Result<Route, RouteError> {
     let segs = decode_segments(path)?;
     let segs: Vec<&str> = segs.iter().map(|s| s.as_ref()).collect();
     let r = match segs.as_slice() {
@@ -202,9 +207,8 @@ pub fn route(method: &http::Method, path: &str, query: Option<&str>) -> Result<R
 }
 
 /// `feed`, `id`, `version` of a purge, normalized; at least one is required.
-fn purge_spec(q: Option<&str>) -> Result<crate::keys::PurgeSpec, RouteError> {
-    let pairs = query::parse(q)?;
-    let get = |n: &str| query::get(&pairs, n).filter(|v| !v.is_empty());
+fn purge_spec(q: &Query) -> Result<crate::keys::PurgeSpec, RouteError> {
+    let get = |n: &str| q.get(n).filter(|v| !v.is_empty());
     let feed = match get("feed") {
         None => None,
         Some(f) if f.eq_ignore_ascii_case("default") => Some("default".to_string()),
@@ -338,6 +342,11 @@ fn decode_segments(path: &str) -> Result<Vec<std::borrow::Cow<'_, str>>, RouteEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The route alone (the query is tested in `query.rs`).
+    fn route(m: &Method, path: &str, q: Option<&str>) -> Result<Route, RouteError> {
+        super::route(m, path, q).map(|(r, _)| r)
+    }
     use http::Method;
 
     fn v3(res: V3Route) -> Result<Route, RouteError> {

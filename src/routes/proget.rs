@@ -1,7 +1,7 @@
 //! ProGet routes: the packages API (`/api/packages/{feed}/...`) and universal
 //! packages (`/upack/{feed}/...`), with their identifiers validated here.
 
-use super::{bad, query, RouteError};
+use super::{bad, Query, RouteError};
 use crate::keys::normalize_feed_name;
 use crate::proget::purl;
 
@@ -60,7 +60,7 @@ pub enum UpackVersion {
 pub fn packages(
     feed: &str,
     op: &str,
-    q: Option<&str>,
+    q: &Query,
 ) -> Result<(String, PackagesOp, PackageQuery), RouteError> {
     let feed = feed_of(feed)?;
     let op = match op {
@@ -69,9 +69,8 @@ pub fn packages(
         "versions" => PackagesOp::Versions,
         _ => return Err(RouteError::NotFound),
     };
-    let pairs = query::parse(q)?;
     let field = |name: &str| -> Result<Option<String>, RouteError> {
-        match query::get(&pairs, name).map(str::trim) {
+        match q.get(name).map(str::trim) {
             None | Some("") => Ok(None),
             Some(v) if v.len() > MAX_NAME || v.chars().any(char::is_control) => {
                 Err(bad(format!("invalid {name}")))
@@ -115,16 +114,15 @@ pub fn upack(
     feed: &str,
     op: &str,
     rest: &[&str],
-    q: Option<&str>,
+    q: &Query,
 ) -> Result<(String, UpackOp, UpackId, UpackVersion), RouteError> {
     let feed = feed_of(feed)?;
-    let pairs = query::parse(q)?;
-    let latest = query::get(&pairs, "latest").is_some_and(|v| v.is_empty() || v == "true");
+    let latest = q.get("latest").is_some_and(|v| v.is_empty() || v == "true");
     let op = match op {
         "download" => UpackOp::Download,
         "download-vpack" => UpackOp::Vpack,
         "download-file" => {
-            let p = query::get(&pairs, "path").ok_or_else(|| bad("path is required"))?;
+            let p = q.get("path").ok_or_else(|| bad("path is required"))?;
             UpackOp::File(crate::extract::entry_path(p).map_err(bad)?)
         }
         _ => return Err(RouteError::NotFound),
@@ -242,7 +240,9 @@ mod tests {
             ("../x", "download", Some("name=Foo&version=1"), Err(())),
         ];
         for (feed, op, q, want) in table {
-            let got = packages(feed, op, q).map_err(|_| ());
+            let got = Query::parse(q)
+                .and_then(|q| packages(feed, op, &q))
+                .map_err(|_| ());
             assert_eq!(got, want, "{feed} {op} {q:?}");
         }
     }
@@ -326,7 +326,8 @@ mod tests {
             ("upload", &["g", "tool", "1.0.0"], None, Err(())),
         ];
         for (op, rest, q, want) in table {
-            let got = upack("feed", op, rest, q)
+            let got = Query::parse(q)
+                .and_then(|q| upack("feed", op, rest, &q))
                 .map(|(_, op, id, v)| (op, id, v))
                 .map_err(|_| ());
             assert_eq!(got, want, "{op} {rest:?} {q:?}");

@@ -14,18 +14,63 @@ fn is_credential(name: &str) -> bool {
         .any(|k| name.eq_ignore_ascii_case(k))
 }
 
-/// Decoded `name=value` pairs in order; a bare `name` has an empty value.
-pub fn parse(query: Option<&str>) -> Result<Vec<(String, String)>, RouteError> {
-    let Some(q) = query else {
-        return Ok(Vec::new());
-    };
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (n, v) = pair.split_once('=').unwrap_or((pair, ""));
-            Ok((decode(n)?, decode(v)?))
-        })
-        .collect()
+/// A request's query string, decoded once per request: the routes read its
+/// values, auth its credential, and the upstream gets it without credentials.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Query {
+    /// Decoded `name=value` pairs in order; a bare `name` has an empty value.
+    pairs: Vec<(String, String)>,
+    /// The first client credential (`key=` and its spellings).
+    credential: Option<String>,
+    /// The raw query minus credential parameters; `None` when nothing is left.
+    clean: Option<String>,
+}
+
+impl Query {
+    /// Decodes `raw`: every part must be printable ASCII and decode to UTF-8,
+    /// even where feedcache only forwards the query (refused here, not
+    /// upstream).
+    pub fn parse(raw: Option<&str>) -> Result<Query, RouteError> {
+        let Some(q) = raw else {
+            return Ok(Query::default());
+        };
+        if !q.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(bad("malformed query string"));
+        }
+        let mut out = Query::default();
+        let mut kept: Vec<&str> = Vec::new();
+        for part in q.split('&').filter(|p| !p.is_empty()) {
+            let (n, v) = part.split_once('=').unwrap_or((part, ""));
+            let (name, value) = (decode(n)?, decode(v)?);
+            if is_credential(&name) {
+                out.credential.get_or_insert(value);
+            } else {
+                kept.push(part);
+                out.pairs.push((name, value));
+            }
+        }
+        out.clean = (!kept.is_empty()).then(|| kept.join("&"));
+        Ok(out)
+    }
+
+    /// The first value of `name` (case-insensitive), if present; never a
+    /// credential.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The client credential in the query, if any.
+    pub fn credential(&self) -> Option<&str> {
+        self.credential.as_deref()
+    }
+
+    /// The query to forward, cache by or log: without credentials.
+    pub fn clean(&self) -> Option<&str> {
+        self.clean.as_deref()
+    }
 }
 
 fn decode(s: &str) -> Result<String, RouteError> {
@@ -46,68 +91,40 @@ fn decode(s: &str) -> Result<String, RouteError> {
         .map_err(|_| bad("query is not valid UTF-8"))
 }
 
-/// The first value of `name` (case-insensitive), if present.
-pub fn get<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    pairs
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
-}
-
-/// The first client credential in a query, if any.
-pub fn credential(query: Option<&str>) -> Option<String> {
-    let pairs = parse(query).ok()?;
-    pairs
-        .into_iter()
-        .find(|(n, _)| is_credential(n))
-        .map(|(_, v)| v)
-}
-
-/// The raw query without credential parameters; `None` when nothing is left.
-pub fn without_credentials(query: Option<&str>) -> Option<String> {
-    let q = query?;
-    let kept: Vec<&str> = q
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .filter(|p| {
-            let name = p.split_once('=').map_or(*p, |(n, _)| n);
-            let name = decode(name).unwrap_or_default();
-            !is_credential(&name)
-        })
-        .collect();
-    (!kept.is_empty()).then(|| kept.join("&"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn plus_is_space_and_encoded_plus_is_plus() {
-        let p = parse(Some("version=1.0.0%2Bmeta&name=a+b&flag&x=%E2%82%AC")).unwrap();
-        assert_eq!(get(&p, "version"), Some("1.0.0+meta"));
-        assert_eq!(get(&p, "NAME"), Some("a b"));
-        assert_eq!(get(&p, "flag"), Some(""));
-        assert_eq!(get(&p, "x"), Some("€"));
-        assert_eq!(get(&p, "missing"), None);
-        assert!(parse(Some("x=%FF")).is_err());
-        assert!(parse(Some("x=%zz")).is_err());
-        assert!(parse(Some("x=100%")).is_err());
+        let p = Query::parse(Some("version=1.0.0%2Bmeta&name=a+b&flag&x=%E2%82%AC")).unwrap();
+        assert_eq!(p.get("version"), Some("1.0.0+meta"));
+        assert_eq!(p.get("NAME"), Some("a b"));
+        assert_eq!(p.get("flag"), Some(""));
+        assert_eq!(p.get("x"), Some("€"));
+        assert_eq!(p.get("missing"), None);
+        for bad in ["x=%FF", "x=%zz", "x=100%", "x=a b", "x=\u{7f}"] {
+            assert!(Query::parse(Some(bad)).is_err(), "{bad}");
+        }
     }
 
     #[test]
-    fn credentials_are_removed() {
+    fn credentials_are_taken_out() {
         let table = [
-            (Some("q=json&key=s3cret&take=20"), Some("q=json&take=20")),
-            (Some("KEY=a&apikey=b&api_key=c"), None),
-            (Some("q=monkey"), Some("q=monkey")),
-            (Some("k%65y=s3cret&q=1"), Some("q=1")),
-            (None, None),
+            (
+                Some("q=json&key=s3cret&take=20"),
+                Some("q=json&take=20"),
+                Some("s3cret"),
+            ),
+            (Some("KEY=a&apikey=b&api_key=c"), None, Some("a")),
+            (Some("q=monkey"), Some("q=monkey"), None),
+            (Some("k%65y=s3cret&q=1"), Some("q=1"), Some("s3cret")),
+            (None, None, None),
         ];
-        for (q, want) in table {
-            assert_eq!(without_credentials(q).as_deref(), want, "{q:?}");
+        for (q, clean, cred) in table {
+            let p = Query::parse(q).unwrap();
+            assert_eq!((p.clean(), p.credential()), (clean, cred), "{q:?}");
+            assert_eq!(p.get("key"), None, "a credential is never a value");
         }
-        assert_eq!(credential(Some("q=1&apikey=abc")).as_deref(), Some("abc"));
-        assert_eq!(credential(Some("q=1")), None);
     }
 }

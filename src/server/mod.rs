@@ -142,11 +142,15 @@ impl Handler {
         };
         let routed = route(&method, &path, uri.query());
         let reply = match &routed {
-            Ok(r) => {
+            Ok((r, query)) => {
                 out.route = r.kind();
                 let headers = &session.req_header().headers;
-                match self.app.auth.check(r.auth_class(), headers, uri.query()) {
-                    Ok(()) => self.app.handle(r, uri.query()).await,
+                match self
+                    .app
+                    .auth
+                    .check(r.auth_class(), headers, query.credential())
+                {
+                    Ok(()) => self.app.handle(r, query.clean()).await,
                     Err(e) => Err(e),
                 }
             }
