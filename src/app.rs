@@ -182,43 +182,17 @@ impl App {
     async fn metrics(&self) -> Reply {
         let mem_bytes = self.cache.memory.weighted_size().await as f64;
         let (disk_bytes, disk_entries) = self.cache.disk.index.totals();
+        use crate::metrics::GaugeKind::{CacheBytes, CacheEntries, FillsInFlight};
         let gauges: &[crate::metrics::Gauge<'_>] = &[
+            (CacheBytes, "memory", mem_bytes),
+            (CacheBytes, "disk", disk_bytes as f64),
             (
-                "feedcache_cache_bytes",
-                "Bytes held by a cache tier.",
-                &[("tier", "memory")],
-                mem_bytes,
-            ),
-            (
-                "feedcache_cache_bytes",
-                "Bytes held by a cache tier.",
-                &[("tier", "disk")],
-                disk_bytes as f64,
-            ),
-            (
-                "feedcache_cache_entries",
-                "Entries held by a cache tier.",
-                &[("tier", "memory")],
+                CacheEntries,
+                "memory",
                 self.cache.memory.entry_count() as f64,
             ),
-            (
-                "feedcache_cache_entries",
-                "Entries held by a cache tier.",
-                &[("tier", "disk")],
-                disk_entries as f64,
-            ),
-            (
-                "feedcache_fills_in_flight",
-                "Package downloads from upstreams in progress.",
-                &[],
-                self.cache.blobs.len() as f64,
-            ),
-            (
-                "feedcache_negative_entries",
-                "Upstream 404s currently remembered.",
-                &[],
-                self.cache.negative.entry_count() as f64,
-            ),
+            (CacheEntries, "disk", disk_entries as f64),
+            (FillsInFlight, "", self.cache.blobs.len() as f64),
         ];
         let body = Bytes::from(crate::metrics::get().render(gauges));
         generated(body, "text/plain; version=0.0.4; charset=utf-8")

@@ -139,8 +139,9 @@ async fn hang_ups_are_recorded_with_the_status_sent() {
     hang_up().await; // a disk hit, sent with sendfile
                      // All three downloads recorded, and every request recorded is a 200.
     let total = |m: &str, prefix: &str| -> u64 {
+        let (name, label) = prefix.split_once('{').unwrap_or((prefix, ""));
         m.lines()
-            .filter(|l| l.starts_with(prefix))
+            .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(label))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
             .sum()
     };

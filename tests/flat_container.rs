@@ -264,8 +264,8 @@ async fn metrics_count_hits_misses_and_upstream_requests() {
         .starts_with("text/plain"));
     let text = String::from_utf8(b).unwrap();
     for want in [
-        "feedcache_requests_total{route=\"flat_file\",cache=\"MISS\",tier=\"upstream\"} 1",
-        "feedcache_requests_total{route=\"flat_file\",cache=\"HIT\",tier=\"memory\"} 1",
+        "feedcache_requests_total{cache=\"MISS\",route=\"flat_file\",tier=\"upstream\"} 1",
+        "feedcache_requests_total{cache=\"HIT\",route=\"flat_file\",tier=\"memory\"} 1",
         "feedcache_upstream_requests_total 2",
         "feedcache_upstream_seconds_count 2",
         "feedcache_cache_bytes{tier=\"memory\"}",
