@@ -10,7 +10,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
 
 use feedcache::cache::{Cache, DiskTier, Freshness, MemoryTier, Meta};
-use feedcache::extract::{extract, Limits, Package};
+use feedcache::extract::{extract, DirKey, Directories, Limits, Package};
 use feedcache::feeds::FeedIndex;
 use feedcache::keys::CacheKey;
 use feedcache::keys::{normalize_id, normalize_version, FeedRef};
@@ -119,6 +119,14 @@ fn extraction(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
         max_ratio: 100_000,
         max_entries: 100_000,
     };
+    // The directory is parsed by the first iteration and kept, as the
+    // server keeps it for a cached package.
+    let dirs = Directories::new(limits.max_entries);
+    let key = DirKey::new(
+        CacheKey::from("upack/bench".to_string()),
+        "\"bench\"".into(),
+        pkg.len() as u64,
+    );
     let mut g = c.benchmark_group("extract_from_50MB");
     g.throughput(criterion::Throughput::Bytes(64 << 10));
     g.bench_function("one_64KiB_entry", |b| {
@@ -128,6 +136,8 @@ fn extraction(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
                     Package::Bytes(pkg.clone()),
                     "package/small/7.txt".into(),
                     limits,
+                    dirs.clone(),
+                    key.clone(),
                 )
                 .await
                 .unwrap();

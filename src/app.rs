@@ -52,6 +52,8 @@ pub struct App {
     raw_signer: Arc<RawSigner>,
     /// Parsed service indexes by feed, with the ETag of the document they came from.
     feeds: Mutex<HashMap<FeedRef, (String, Arc<FeedIndex>)>>,
+    /// Parsed central directories of cached packages (`download-file`).
+    pub directories: crate::extract::Directories,
 }
 
 impl App {
@@ -68,6 +70,7 @@ impl App {
             max_size: config.cache.max_metadata_size.as_u64(),
         };
         let metadata = MetadataStore::new(cache.clone(), upstream.clone(), policy);
+        let directories = crate::extract::Directories::new(config.extract.max_entries);
         Arc::new(App {
             config,
             cache,
@@ -76,6 +79,7 @@ impl App {
             auth,
             raw_signer: Arc::new(raw_signer),
             feeds: Mutex::new(HashMap::new()),
+            directories,
         })
     }
 

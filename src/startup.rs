@@ -67,7 +67,8 @@ pub fn run(config: Config) -> Result<std::convert::Infallible, StartError> {
     let upstream = Upstream::new(&config.upstream, credential)?;
     let cache = Arc::new(
         Cache::new(memory, disk, config.cache.negative_ttl)
-            .with_max_body(config.cache.max_package_size.as_u64()),
+            .with_max_body(config.cache.max_package_size.as_u64())
+            .with_max_entries(config.extract.max_entries),
     );
     tracing::info!(
         listen = ?plain,

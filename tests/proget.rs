@@ -20,6 +20,11 @@ struct Env {
 /// A default NuGet upstream, a fake ProGet, and feedcache configured for both;
 /// `client_key` turns client authentication on.
 async fn setup(client_key: Option<&str>) -> Env {
+    setup_with(client_key, "").await
+}
+
+/// `setup` with more TOML appended to feedcache's config file.
+async fn setup_with(client_key: Option<&str>, extra_conf: &str) -> Env {
     let nuget = FakeUpstream::start().await;
     nuget.serve_nuget_index();
     let proget = FakeUpstream::start().await;
@@ -38,6 +43,7 @@ async fn setup(client_key: Option<&str>) -> Env {
         std::fs::write(&keys, format!("# client keys\n{k}\n")).unwrap();
         conf.push_str(&format!("[auth]\napi_keys_file = \"{}\"\n", keys.display()));
     }
+    conf.push_str(extra_conf);
     let conf_path = dir.path().join("feedcache.toml");
     std::fs::write(&conf_path, conf).unwrap();
     let proxy = Proxy::start_with_env(
@@ -405,6 +411,66 @@ async fn hostile_paths_bombs_and_corrupt_packages() {
         assert_eq!(s, 502);
         assert_eq!(env.proget.hits(cut), round);
     }
+}
+
+#[tokio::test]
+async fn packages_over_the_entry_limit_are_refused_and_not_cached() {
+    let env = setup_with(None, "[extract]\nmax_entries = 1000\n").await;
+    let files = |n: usize| -> Vec<(String, Vec<u8>)> {
+        (0..n)
+            .map(|i| (format!("package/f{i}.txt"), blob(100, i as u64)))
+            .collect()
+    };
+    let pack = |name: &str, files: &[(String, Vec<u8>)]| {
+        let refs: Vec<(&str, &[u8])> = files
+            .iter()
+            .map(|(p, b)| (p.as_str(), b.as_slice()))
+            .collect();
+        upack("g", name, "1.0.0", &refs)
+    };
+    // 2,000 tiny entries: over the limit, and over 256 KiB, so the package
+    // is streamed through a file like the huge ones.
+    let many = pack("many", &files(2000));
+    assert!(many.len() > 256 << 10, "{}", many.len());
+    let up = "/upack/assets/download/g/many/1.0.0";
+    env.proget.set(up, Behavior::bytes(many));
+    let file = env
+        .proxy
+        .url("/upack/assets/download-file/g/many/1.0.0?path=package/f1.txt");
+    let (s, _, b) = get(&file).await;
+    assert_eq!(s, 502, "{}", String::from_utf8_lossy(&b));
+    assert!(String::from_utf8_lossy(&b).contains("extraction limits"));
+    assert_eq!(env.proget.hits(up), 1);
+    // Nothing refused is kept: the next request for the file, and one for
+    // the whole package, each fetch it again. A request sent the moment the
+    // refused fill's clients got their error can still join that fill while
+    // it unregisters, so each waits for its fetch rather than expecting it
+    // on the first try. (The whole package streams as it arrives, so its
+    // client may get every byte before the check at the end refuses it.)
+    let whole = env.proxy.url(up);
+    for (url, fetches) in [(&file, 2), (&whole, 3)] {
+        eventually(async || {
+            if let Ok(r) = within(client().get(url).send()).await {
+                let _ = within(r.bytes()).await;
+            }
+            env.proget.hits(up) >= fetches
+        })
+        .await;
+    }
+
+    // Under the limit: served, twice, from one fetch.
+    let few = files(500);
+    let up = "/upack/assets/download/g/few/1.0.0";
+    env.proget.set(up, Behavior::bytes(pack("few", &few)));
+    for want in ["MISS", "HIT"] {
+        let (s, h, b) = get(&env
+            .proxy
+            .url("/upack/assets/download-file/g/few/1.0.0?path=package/f7.txt"))
+        .await;
+        assert_eq!((s, b), (200, blob(100, 7)));
+        assert_eq!(h["x-cache"], want);
+    }
+    assert_eq!(env.proget.hits(up), 1);
 }
 
 #[tokio::test]

@@ -30,8 +30,8 @@ const MAP_READ: usize = 1024 * 1024;
 pub const READ_BLOCK: usize = 256 * 1024;
 
 /// A check of a complete body run before it is published; an `Err` fails
-/// the fill and nothing is cached.
-pub type BodyCheck = fn(Package) -> Result<(), String>;
+/// the fill and nothing is cached. It carries the configured limits.
+pub type BodyCheck = crate::extract::PackageCheck;
 
 /// Where a fill is.
 #[derive(Debug, Clone)]
@@ -287,7 +287,7 @@ impl Cache {
         // whole: packages must read as a zip; anything else is passed
         // through to the clients waiting for it, never stored.
         let check = match (expected, check) {
-            (None, None) if is_package(url) => Some(crate::extract::check_package as BodyCheck),
+            (None, None) if is_package(url) => Some(self.package_check),
             (_, c) => c,
         };
         let cacheable = expected.is_some() || check.is_some();
@@ -476,14 +476,15 @@ impl Cache {
     }
 }
 
-/// Runs a body check off the async workers; a refusal is a corrupt package.
+/// Runs a body check off the async workers; a refusal is a corrupt package
+/// or one over the extraction limits.
 async fn run_check(check: Option<BodyCheck>, pkg: Package) -> Result<(), AppError> {
     let Some(check) = check else {
         return Ok(());
     };
-    blocking(move || Ok(check(pkg)))
+    blocking(move || Ok(check.run(pkg)))
         .await?
-        .map_err(|m| crate::extract::ExtractError::Corrupt(m).into())
+        .map_err(AppError::from)
 }
 
 /// Whether the URL names a zip package (`.nupkg`, `.snupkg`, `.upack`).

@@ -71,6 +71,9 @@ pub struct Cache {
     pub negative: moka::sync::Cache<CacheKey, bool>,
     /// Largest body a fill accepts (`cache.max_package_size`).
     pub max_body: u64,
+    /// The check a package body without a length must pass to be kept
+    /// (`extract.max_entries`).
+    pub package_check: crate::extract::PackageCheck,
 }
 
 impl Cache {
@@ -85,12 +88,19 @@ impl Cache {
                 .time_to_live(negative_ttl)
                 .build(),
             max_body: u64::MAX,
+            package_check: crate::extract::PackageCheck::default(),
         }
     }
 
     /// Caps the size of bodies fills accept.
     pub fn with_max_body(mut self, max: u64) -> Self {
         self.max_body = max;
+        self
+    }
+
+    /// Caps the entries of packages checked before they are kept.
+    pub fn with_max_entries(mut self, max: u64) -> Self {
+        self.package_check = crate::extract::PackageCheck { max_entries: max };
         self
     }
 

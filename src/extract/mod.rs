@@ -1,13 +1,16 @@
 //! Single files out of cached packages: random access through the zip's
-//! central directory, streamed in blocks, under limits a hostile package
-//! cannot get around.
+//! central directory (parsed once per package and kept, `directory.rs`),
+//! streamed in blocks, under limits a hostile package cannot get around.
 
+mod directory;
+mod eocd;
 mod path;
 
+pub use directory::{DirKey, Directories};
 pub use path::{entry_path, MAX_PATH};
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read, Seek};
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
@@ -60,6 +63,74 @@ pub enum Package {
     Bytes(Bytes),
 }
 
+impl Package {
+    pub(crate) fn len(&self) -> u64 {
+        match self {
+            Package::File { len, .. } => *len,
+            Package::Bytes(b) => b.len() as u64,
+        }
+    }
+
+    /// Reads at `pos` of the body (short only at its end); a file is read
+    /// by position, so the cache's shared handle is never moved.
+    fn read_at(&self, pos: u64, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.len().saturating_sub(pos);
+        let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+        if n == 0 {
+            return Ok(0);
+        }
+        match self {
+            Package::File { file, offset, .. } => file.read_at(&mut buf[..n], offset + pos),
+            Package::Bytes(b) => {
+                // `pos < len` here, and `len` is the slice's length.
+                let from = usize::try_from(pos).unwrap_or(usize::MAX);
+                let src = b
+                    .get(from..from.saturating_add(n))
+                    .ok_or(io::ErrorKind::UnexpectedEof)?;
+                buf[..n].copy_from_slice(src);
+                Ok(n)
+            }
+        }
+    }
+
+    fn read_exact_at(&self, mut pos: u64, mut buf: &mut [u8]) -> io::Result<()> {
+        while !buf.is_empty() {
+            match self.read_at(pos, buf)? {
+                0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+                n => {
+                    pos += n as u64;
+                    buf = &mut buf[n..];
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The check a package passes before it is cached: its entry count within
+/// `extract.max_entries` (read from the end records, before anything is
+/// built per entry) and its central directory readable. `Copy`, so a fill
+/// carries it by value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackageCheck {
+    pub max_entries: u64,
+}
+
+impl Default for PackageCheck {
+    fn default() -> Self {
+        PackageCheck {
+            max_entries: crate::config::ExtractConfig::default().max_entries,
+        }
+    }
+}
+
+impl PackageCheck {
+    /// Runs the check; blocks, so run it off the async workers.
+    pub fn run(&self, pkg: Package) -> Result<(), ExtractError> {
+        directory::Directory::open(pkg, self.max_entries).map(|_| ())
+    }
+}
+
 /// An entry being streamed: its uncompressed size and its blocks. An `Err`
 /// block means the entry turned out bad mid-way; the response must be cut.
 pub struct Extracted {
@@ -68,19 +139,29 @@ pub struct Extracted {
 }
 
 /// Opens `path` in `pkg` and streams it from a blocking thread, so the async
-/// workers never inflate data. Checks happen before the first byte is sent.
+/// workers never inflate data. The package's directory comes from `dirs`
+/// (parsed now if it is not kept under `key`). Checks happen before the
+/// first byte is sent.
 pub async fn extract(
     pkg: Package,
     path: String,
     limits: Limits,
+    dirs: Directories,
+    key: DirKey,
 ) -> Result<Extracted, ExtractError> {
     let (head_tx, head_rx) = oneshot::channel();
     let (tx, rx) = mpsc::channel(4);
-    tokio::task::spawn_blocking(move || match pkg {
-        Package::File { file, offset, len } => {
-            run(Region::new(file, offset, len), &path, limits, head_tx, tx)
-        }
-        Package::Bytes(b) => run(io::Cursor::new(b), &path, limits, head_tx, tx),
+    tokio::task::spawn_blocking(move || {
+        let dir = match dirs.get(key, &pkg, limits.max_entries) {
+            Ok(d) => d,
+            Err(e) => {
+                let _ = head_tx.send(Err(e));
+                return;
+            }
+        };
+        // The lease lends `pkg` to the kept directory until the entry is sent.
+        let mut lease = dir.lend(pkg);
+        run(&mut lease.archive, &path, limits, head_tx, tx);
     });
     let size = head_rx
         .await
@@ -89,23 +170,12 @@ pub async fn extract(
 }
 
 fn run<R: Read + Seek>(
-    reader: R,
+    zip: &mut zip::ZipArchive<R>,
     path: &str,
     limits: Limits,
     head: oneshot::Sender<Result<u64, ExtractError>>,
     tx: mpsc::Sender<Result<Bytes, ExtractError>>,
 ) {
-    let mut zip = match zip::ZipArchive::new(reader) {
-        Ok(z) => z,
-        Err(e) => {
-            let _ = head.send(Err(ExtractError::Corrupt(e.to_string())));
-            return;
-        }
-    };
-    if zip.len() as u64 > limits.max_entries {
-        let _ = head.send(Err(ExtractError::Limit(format!("{} entries", zip.len()))));
-        return;
-    }
     let Some(index) = zip.index_for_name(path) else {
         let _ = head.send(Err(ExtractError::NotFound));
         return;
@@ -158,18 +228,6 @@ fn run<R: Read + Seek>(
     }
 }
 
-/// Whether a complete package body reads as a zip (its central directory
-/// parses). Run before a fetched package is cached, so a corrupt one is not.
-pub fn check_package(pkg: Package) -> Result<(), String> {
-    let result = match pkg {
-        Package::File { file, offset, len } => {
-            zip::ZipArchive::new(Region::new(file, offset, len)).map(|_| ())
-        }
-        Package::Bytes(b) => zip::ZipArchive::new(io::Cursor::new(b)).map(|_| ()),
-    };
-    result.map_err(|e| e.to_string())
-}
-
 fn check_limits(size: u64, compressed: u64, l: &Limits) -> Result<(), ExtractError> {
     if size > l.max_file_size {
         return Err(ExtractError::Limit(format!("file of {size} bytes")));
@@ -182,53 +240,6 @@ fn check_limits(size: u64, compressed: u64, l: &Limits) -> Result<(), ExtractErr
         )));
     }
     Ok(())
-}
-
-/// Read + Seek over one region of a shared file, by positional reads, so the
-/// cache's file handle is never moved.
-struct Region {
-    file: Arc<File>,
-    start: u64,
-    len: u64,
-    pos: u64,
-}
-
-impl Region {
-    fn new(file: Arc<File>, start: u64, len: u64) -> Self {
-        Region {
-            file,
-            start,
-            len,
-            pos: 0,
-        }
-    }
-}
-
-impl Read for Region {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let left = self.len.saturating_sub(self.pos);
-        let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
-        if n == 0 {
-            return Ok(0);
-        }
-        let got = self.file.read_at(&mut buf[..n], self.start + self.pos)?;
-        self.pos += got as u64;
-        Ok(got)
-    }
-}
-
-impl Seek for Region {
-    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
-        let target = match to {
-            SeekFrom::Start(n) => Some(n),
-            SeekFrom::End(d) => self.len.checked_add_signed(d),
-            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
-        };
-        let t = target
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before start"))?;
-        self.pos = t;
-        Ok(t)
-    }
 }
 
 #[cfg(test)]
@@ -255,7 +266,10 @@ mod tests {
     }
 
     async fn read_all(pkg: Package, path: &str, l: Limits) -> Result<Vec<u8>, ExtractError> {
-        let mut x = extract(pkg, path.into(), l).await?;
+        // A directory kept for this copy only, as upack.rs keys them.
+        let dirs = Directories::new(l.max_entries);
+        let key = DirKey::new("upack/t".to_string().into(), "\"t\"".into(), pkg.len());
+        let mut x = extract(pkg, path.into(), l, dirs, key).await?;
         let mut out = Vec::new();
         while let Some(b) = x.body.recv().await {
             out.extend_from_slice(&b?);

@@ -1,13 +1,14 @@
 //! `/upack/{feed}/download|download-file|download-vpack`: universal packages
-//! cached whole (checked to be readable zips before they are kept), with
-//! single files served out of the cached copy.
+//! cached whole (checked to be readable zips within the entry limit before
+//! they are kept), with single files served out of the cached copy through
+//! its kept central directory.
 
 use std::sync::Arc;
 
 use crate::app::{App, Body, Reply};
 use crate::cache::{etag_of, now_secs, Found, Freshness, Meta};
 use crate::error::AppError;
-use crate::extract::{check_package, extract, ExtractError, Limits, Package};
+use crate::extract::{extract, DirKey, ExtractError, Limits, Package};
 use crate::keys::CacheKey;
 use crate::metadata::Transform;
 use crate::routes::{semver_of, PackageQuery, PackagesOp, UpackId, UpackOp, UpackVersion};
@@ -90,11 +91,7 @@ impl App {
         if let Some(reply) = self.cached_blob(&key).await? {
             return Ok(reply);
         }
-        let check = if vpack {
-            None
-        } else {
-            Some(check_package as _)
-        };
+        let check = (!vpack).then_some(self.cache.package_check);
         self.fill_reply(&key, url, check).await
     }
 
@@ -122,20 +119,25 @@ impl App {
                 (pkg, d.meta.clone(), "HIT")
             }
             None => {
-                let (fill, _) =
-                    self.cache
-                        .fill_blob(&key, url, self.upstream.clone(), Some(check_package));
+                let check = Some(self.cache.package_check);
+                let (fill, _) = self
+                    .cache
+                    .fill_blob(&key, url, self.upstream.clone(), check);
                 let (pkg, meta) = fill.reader().complete().await?;
                 (pkg, meta, "MISS")
             }
         };
         let limits = Limits::from(&self.config.extract);
-        let extracted = match extract(pkg, path.to_owned(), limits).await {
+        let dir = DirKey::new(key.clone(), meta.etag.clone(), pkg.len());
+        let dirs = self.directories.clone();
+        let extracted = match extract(pkg, path.to_owned(), limits, dirs, dir.clone()).await {
             Ok(e) => e,
             Err(e @ ExtractError::Corrupt(_)) => {
                 // A cached copy that no longer reads as a zip (damaged on
-                // disk): drop it so the next request fetches it again.
+                // disk): drop it, and the directory kept for it, so the next
+                // request fetches it again.
                 tracing::warn!(key = %key, error = %e, "dropping unreadable package");
+                self.directories.remove(&dir);
                 self.cache.remove(&key).await?;
                 return Err(e.into());
             }
