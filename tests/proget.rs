@@ -458,8 +458,10 @@ async fn packages_over_the_entry_limit_are_refused_and_not_cached() {
         .await;
     }
 
-    // Under the limit: served, twice, from one fetch.
-    let few = files(500);
+    // Under the limit: served, twice, from one fetch; HTML inside a package
+    // comes out as plain text.
+    let mut few = files(500);
+    few.push(("package/index.html".into(), b"<script>1</script>".to_vec()));
     let up = "/upack/assets/download/g/few/1.0.0";
     env.proget.set(up, Behavior::bytes(pack("few", &few)));
     for want in ["MISS", "HIT"] {
@@ -470,6 +472,12 @@ async fn packages_over_the_entry_limit_are_refused_and_not_cached() {
         assert_eq!((s, b), (200, blob(100, 7)));
         assert_eq!(h["x-cache"], want);
     }
+    let (s, h, _) = get(&env
+        .proxy
+        .url("/upack/assets/download-file/g/few/1.0.0?path=package/index.html"))
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(h["content-type"], "text/plain; charset=utf-8");
     assert_eq!(env.proget.hits(up), 1);
 }
 

@@ -162,17 +162,42 @@ impl App {
 }
 
 /// A media type from the file extension; unknown types are plain bytes.
+/// Files out of an upstream's package must never run as pages of
+/// feedcache's origin (they could read its other responses), so HTML is
+/// served as plain text and SVG, which can carry script, as bytes.
 fn content_type(path: &str) -> &'static str {
     let ext = path.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
     match ext.as_deref() {
         Some("json") => "application/json",
-        Some("txt" | "md" | "log" | "csv") => "text/plain; charset=utf-8",
+        Some("txt" | "md" | "log" | "csv" | "html" | "htm") => "text/plain; charset=utf-8",
         Some("xml" | "nuspec" | "config") => "application/xml",
-        Some("html" | "htm") => "text/html; charset=utf-8",
         Some("zip" | "upack" | "nupkg") => "application/zip",
         Some("gz" | "tgz") => "application/gzip",
         Some("png") => "image/png",
-        Some("svg") => "image/svg+xml",
         _ => "application/octet-stream",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::content_type;
+
+    #[test]
+    fn content_types() {
+        let table = [
+            ("upack.json", "application/json"),
+            ("package/README.md", "text/plain; charset=utf-8"),
+            ("package/index.html", "text/plain; charset=utf-8"),
+            ("package/Page.HTM", "text/plain; charset=utf-8"),
+            ("package/logo.svg", "application/octet-stream"),
+            ("package/logo.SVG", "application/octet-stream"),
+            ("package/icon.png", "image/png"),
+            ("package/app.nuspec", "application/xml"),
+            ("package/tool.exe", "application/octet-stream"),
+            ("package/no-extension", "application/octet-stream"),
+        ];
+        for (path, want) in table {
+            assert_eq!(content_type(path), want, "{path}");
+        }
     }
 }
