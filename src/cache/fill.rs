@@ -221,8 +221,11 @@ impl Cache {
             let cache = self.clone();
             let key = key.clone();
             tokio::spawn(async move {
-                let _done = cache.blobs.finish_on_drop(&key);
+                let done = cache.blobs.finish_on_drop(&key);
                 let result = cache.run_blob_fill(&key, &url, &upstream, check, &tx).await;
+                // Unregistered before a failure is published: a request that
+                // has seen it must start a new fill, never join this one.
+                drop(done);
                 if let Err(e) = result {
                     e.log_for(&key, "fill failed");
                     tx.send_replace(FillState::Failed(e));
