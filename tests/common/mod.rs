@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod proget;
 pub mod upstream;
 
 use std::io::{BufRead, BufReader};

@@ -1,0 +1,103 @@
+//! Reading an entry back from disk: open, parse the header, map the body,
+//! and check the seal when the entry may have been torn by a power cut
+//! (`durable.rs`); a damaged entry is removed, never served.
+
+use std::fs::{self, File};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use bytes::Bytes;
+
+use super::disk::{io_err, DiskEntry};
+use super::durable::Durability;
+use super::entry::read_header;
+use super::CacheError;
+
+/// Files up to this size are served from a mapping; larger ones are read in
+/// blocks. A mapping is faster, but Linux counts every touched page of every
+/// mapping in the process's RSS, and entries this large do not fit the open-
+/// entry cache, so each request would map them anew.
+pub(crate) const MAP_MAX: u64 = 64 * 1024 * 1024;
+
+/// Maps `file` read-only and returns the body part; `None` if mapping fails
+/// or the file is too large to map (callers then read with `read_at`).
+fn map_body(file: &File, offset: u64, size: u64) -> Option<Bytes> {
+    if size > MAP_MAX {
+        return None;
+    }
+    let start = usize::try_from(offset).ok()?;
+    Some(map_file(file, size)?.slice(start..))
+}
+
+/// Maps the first `size` bytes of `file` read-only.
+pub(crate) fn map_file(file: &File, size: u64) -> Option<Bytes> {
+    let len = usize::try_from(size).ok()?;
+    // SAFETY: cache files are only ever appended to under a temp name (by the
+    // one fill that owns them, within the size they were given), then
+    // renamed into place; they are never truncated or rewritten afterwards
+    // (replacement is by rename, removal by unlink, both of which keep this
+    // inode and its pages intact for existing mappings).
+    let map = unsafe { memmap2::MmapOptions::new().len(len).map(file) }.ok()?;
+    Some(Bytes::from_owner(map))
+}
+
+/// Opens and checks one entry file (blocking). A file whose header or seal
+/// does not hold is removed.
+pub(super) fn load(path: &Path, durable: &Durability) -> Result<Option<DiskEntry>, CacheError> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(path, e)),
+    };
+    let stat = file.metadata().map_err(|e| io_err(path, e))?;
+    let size = stat.len();
+    let why = match read_header(&file, size).map_err(|e| io_err(path, e))? {
+        Ok((meta, _, offset, seal)) => {
+            let map = map_body(&file, offset, size);
+            let entry = DiskEntry {
+                file: Arc::new(file),
+                meta: Arc::new(meta),
+                offset,
+                len: size - offset,
+                map,
+            };
+            match seal {
+                Some(s) if s.len != entry.len => "length differs from its seal",
+                Some(s) if durable.suspect(stat.modified().unwrap_or(UNIX_EPOCH)) => {
+                    if crc_of(&entry)? == s.crc {
+                        return Ok(Some(entry));
+                    }
+                    "checksum differs from its seal"
+                }
+                _ => return Ok(Some(entry)),
+            }
+        }
+        Err(_) => "unreadable header",
+    };
+    tracing::warn!(path = %path.display(), why, "removing damaged cache entry");
+    let _ = fs::remove_file(path);
+    Ok(None)
+}
+
+/// CRC-32 of an entry's body (blocking).
+fn crc_of(e: &DiskEntry) -> Result<u32, CacheError> {
+    if let Some(m) = &e.map {
+        return Ok(crc32fast::hash(m));
+    }
+    let mut h = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut pos = 0;
+    while pos < e.len {
+        let n = usize::try_from(e.len - pos)
+            .unwrap_or(buf.len())
+            .min(buf.len());
+        e.file
+            .read_exact_at(&mut buf[..n], e.offset + pos)
+            .map_err(|err| io_err(Path::new("entry"), err))?;
+        h.update(&buf[..n]);
+        pos += n as u64;
+    }
+    Ok(h.finalize())
+}
