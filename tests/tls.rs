@@ -86,3 +86,82 @@ async fn https_listener_speaks_h2_and_rewrites_to_https() {
     assert_eq!(r.status(), 200);
     assert_eq!(within(r.bytes()).await.unwrap().len(), 100_000);
 }
+
+/// An HTTP/2 connection left idle is closed after `connections.idle_timeout`
+/// as HTTP/1 keep-alives are (issue #13 row 1); before, it stayed open.
+#[tokio::test]
+async fn idle_http2_connections_are_closed() {
+    use std::io::{Read, Write};
+    let up = FakeUpstream::start().await;
+    up.serve_nuget_index();
+    let dir = tempfile::tempdir().unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let conf = dir.path().join("c.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[connections]\nidle_timeout = \"1s\"\n[tls]\nlisten = \"127.0.0.1:{port}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let _proxy = Proxy::start(
+        &up.index_url(),
+        &dir.path().join("cache"),
+        &["-c", conf.to_str().unwrap()],
+    )
+    .await;
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ck.cert.der().clone()).unwrap();
+    let mut tls = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let tls = std::sync::Arc::new(tls);
+    // A blocking client on its own thread: the HTTP/2 preface and an empty
+    // SETTINGS frame, then nothing. The server must end the connection.
+    let closed = tokio::task::spawn_blocking(move || {
+        let sock = (0..200)
+            .find_map(|_| {
+                std::net::TcpStream::connect(("127.0.0.1", port))
+                    .inspect_err(|_| std::thread::sleep(std::time::Duration::from_millis(50)))
+                    .ok()
+            })
+            .expect("TLS listener up");
+        sock.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let name = "localhost".try_into().unwrap();
+        let conn = rustls::ClientConnection::new(tls, name).unwrap();
+        let mut s = rustls::StreamOwned::new(conn, sock);
+        s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+            .unwrap();
+        assert_eq!(s.conn.alpn_protocol(), Some(&b"h2"[..]));
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf) {
+                // Closed (a GOAWAY may come first): what must happen.
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return false,
+                // A reset or a TLS close without notify also ends it.
+                Err(_) => return true,
+            }
+        }
+    });
+    assert!(
+        within(closed).await.unwrap(),
+        "the idle HTTP/2 connection stayed open"
+    );
+}

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use pingora::apps::{HttpServerApp, ReusedHttpStream};
+use pingora::apps::{HttpServerApp, HttpServerOptions, ReusedHttpStream};
 use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::prelude::*;
@@ -54,6 +54,9 @@ pub struct Handler {
     app: Arc<App>,
     /// `host:port` used in rewritten URLs when a request carries no usable Host.
     fallback_host: String,
+    /// For pingora's HTTP/2 server: the idle deadline of HTTP/1 keep-alive
+    /// connections applies to HTTP/2 connections too.
+    options: HttpServerOptions,
 }
 
 /// What one request did, for the access log and metrics.
@@ -242,6 +245,10 @@ impl Handler {
 /// HTTP/2 streams (pingora's HTTP/2 server calls this once per stream).
 #[async_trait]
 impl HttpServerApp for Handler {
+    fn server_options(&self) -> Option<&HttpServerOptions> {
+        Some(&self.options)
+    }
+
     async fn process_new_http(
         self: &Arc<Self>,
         mut session: ServerSession,
@@ -311,9 +318,12 @@ pub fn build(
         header: app.config.connections.header_timeout,
         idle: app.config.connections.idle_timeout,
     };
+    let mut options = HttpServerOptions::default();
+    options.h2_idle_timeout = Some(deadlines.idle);
     let handler = Arc::new(Handler {
         app,
         fallback_host: fallback.map(|a| a.to_string()).unwrap_or_default(),
+        options,
     });
     let front = Front {
         handler,
