@@ -7,6 +7,7 @@ pub mod background;
 pub mod breaker;
 pub mod cache;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod extract;

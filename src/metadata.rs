@@ -10,7 +10,8 @@ use futures_util::StreamExt;
 use tokio::sync::watch;
 use url::Url;
 
-use crate::cache::{etag_of, now_secs, Cache, Found, Freshness, Inflight, Joined, MemEntry, Meta};
+use crate::cache::{etag_of, Cache, Found, Freshness, Inflight, Joined, MemEntry, Meta};
+use crate::clock::{Clock, SystemClock};
 use crate::error::AppError;
 use crate::keys::CacheKey;
 use crate::offload::cpu_bound;
@@ -59,6 +60,8 @@ pub struct MetadataStore {
     max_stale: Duration,
     max_size: u64,
     flights: Inflight<Flight>,
+    /// What "now" is for TTLs (the system clock but in tests).
+    clock: Arc<dyn Clock>,
 }
 
 /// Freshness settings of the metadata store.
@@ -71,6 +74,16 @@ pub struct Policy {
 
 impl MetadataStore {
     pub fn new(cache: Arc<Cache>, upstream: Upstream, policy: Policy) -> Arc<Self> {
+        Self::with_clock(cache, upstream, policy, Arc::new(SystemClock))
+    }
+
+    /// `new` with the clock TTLs are measured by.
+    pub fn with_clock(
+        cache: Arc<Cache>,
+        upstream: Upstream,
+        policy: Policy,
+        clock: Arc<dyn Clock>,
+    ) -> Arc<Self> {
         Arc::new(MetadataStore {
             cache,
             upstream,
@@ -78,6 +91,7 @@ impl MetadataStore {
             max_stale: policy.max_stale,
             max_size: policy.max_size,
             flights: Inflight::default(),
+            clock,
         })
     }
 
@@ -127,7 +141,7 @@ impl MetadataStore {
             None => None,
         };
         if let (Some(m), false) = (&cached, force) {
-            let (ttl, now) = (self.ttl.as_secs(), now_secs());
+            let (ttl, now) = (self.ttl.as_secs(), self.clock.now_secs());
             if !m.meta.is_expired(ttl, now) {
                 return Ok((m.clone(), Outcome::Hit));
             }
@@ -198,7 +212,7 @@ impl MetadataStore {
         if status == 304 {
             if let Some(c) = cached {
                 let mut meta = (*c.meta).clone();
-                meta.stored_at = now_secs();
+                meta.stored_at = self.clock.now_secs();
                 let m = self.cache.put(key, meta, c.body.clone()).await?;
                 return Ok((m, Outcome::Revalidated));
             }
@@ -261,7 +275,7 @@ impl MetadataStore {
             etag: etag_of(&body),
             upstream_etag,
             last_modified,
-            stored_at: now_secs(),
+            stored_at: self.clock.now_secs(),
             templated,
         };
         let m = self.cache.put(key, meta, body).await?;
@@ -301,4 +315,110 @@ pub fn gunzip(raw: &[u8], max_size: u64) -> Result<Bytes, AppError> {
         return Err(AppError::BadUpstream("metadata document too large".into()));
     }
     Ok(Bytes::from(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::{DiskTier, MemoryTier};
+    use crate::clock::ManualClock;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// An upstream with one JSON document (ETag "v1"): 304 to a matching
+    /// If-None-Match. Counts requests and revalidations.
+    async fn upstream() -> (Url, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = Url::parse(&format!(
+            "http://{}/doc.json",
+            listener.local_addr().unwrap()
+        ))
+        .unwrap();
+        let (hits, revalidations) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (h, r) = (hits.clone(), revalidations.clone());
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut req = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                h.fetch_add(1, Ordering::SeqCst);
+                let text = String::from_utf8_lossy(&req).to_ascii_lowercase();
+                let resp = if text.contains("if-none-match: \"v1\"") {
+                    r.fetch_add(1, Ordering::SeqCst);
+                    "HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\nConnection: close\r\n\r\n"
+                        .to_string()
+                } else {
+                    let body = r#"{"versions":["1.0.0"]}"#;
+                    format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nETag: \"v1\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+                };
+                let _ = s.write_all(resp.as_bytes()).await;
+            }
+        });
+        (url, hits, revalidations)
+    }
+
+    async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(30), f)
+            .await
+            .unwrap()
+    }
+
+    /// TTL, stale-while-revalidate and expiry past `max_stale`, with time
+    /// moved by hand instead of slept through.
+    #[tokio::test]
+    async fn fresh_then_stale_then_refetched_as_the_clock_moves() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Arc::new(Cache::new(
+            MemoryTier::new(1 << 20, 1 << 20),
+            DiskTier::open(dir.path()).unwrap(),
+            Duration::from_secs(60),
+        ));
+        let up = Upstream::new(&crate::config::UpstreamConfig::default(), None).unwrap();
+        let clock = Arc::new(ManualClock::at(1_000_000));
+        let policy = Policy {
+            ttl: Duration::from_secs(60),
+            max_stale: Duration::from_secs(600),
+            max_size: 1 << 20,
+        };
+        let store = MetadataStore::with_clock(cache, up, policy, clock.clone());
+        let (url, hits, revalidations) = upstream().await;
+        let key = CacheKey::from("nuget/flat-index/doc".to_string());
+        let get = || within(store.get(&key, &url, &Transform::None));
+
+        let table: [(u64, Outcome, usize); 5] = [
+            (0, Outcome::Miss, 1),
+            (59, Outcome::Hit, 1),
+            // Past the TTL: answered at once, one refresh in the background
+            // (a 304, which renews the entry).
+            (2, Outcome::Stale, 2),
+            (59, Outcome::Hit, 2),
+            // Past TTL + max_stale: the client waits for the upstream.
+            (700, Outcome::Revalidated, 3),
+        ];
+        for (step, (advance, want, upstream_hits)) in table.into_iter().enumerate() {
+            clock.advance(advance);
+            let (entry, outcome) = get().await.unwrap();
+            assert_eq!(outcome, want, "step {step}");
+            assert_eq!(&entry.body[..], br#"{"versions":["1.0.0"]}"#);
+            // The background refresh of a stale answer has finished once the
+            // upstream saw it and the flight is gone.
+            within(async {
+                while hits.load(Ordering::SeqCst) < upstream_hits || !store.flights.is_empty() {
+                    tokio::task::yield_now().await;
+                }
+            })
+            .await;
+            assert_eq!(hits.load(Ordering::SeqCst), upstream_hits, "step {step}");
+        }
+        assert_eq!(
+            revalidations.load(Ordering::SeqCst),
+            2,
+            "both refreshes sent If-None-Match"
+        );
+    }
 }
