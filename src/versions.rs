@@ -13,71 +13,31 @@ use crate::keys::normalize_version;
 /// `normalized`; an error when `doc` is not JSON.
 pub fn lists(doc: &[u8], normalized: &str) -> Result<bool, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_slice(doc);
-    let found = de.deserialize_any(Doc(normalized))?;
+    let found = de.deserialize_any(Match {
+        want: normalized,
+        at: At::Document,
+    })?;
     de.end()?;
     Ok(found)
 }
 
-/// The whole document: only its `versions` member is looked at.
-struct Doc<'a>(&'a str);
-
-impl<'de> Visitor<'de> for Doc<'_> {
-    type Value = bool;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a version list object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
-        let mut found = false;
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            if key == "versions" {
-                found |= map.next_value_seed(Match {
-                    want: self.0,
-                    list: true,
-                })?;
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
-        }
-        Ok(found)
-    }
-
-    // Any other document lists nothing; it is read through so that invalid
-    // JSON is still an error.
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<bool, A::Error> {
-        drain_seq(seq)
-    }
-
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<bool, E> {
-        Ok(false)
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<bool, E> {
-        Ok(false)
-    }
-
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<bool, E> {
-        Ok(false)
-    }
-
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<bool, E> {
-        Ok(false)
-    }
-
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<bool, E> {
-        Ok(false)
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
-        Ok(false)
-    }
+/// Where in the document a value stands.
+#[derive(Clone, Copy, PartialEq)]
+enum At {
+    /// The whole document: only its `versions` member is looked at.
+    Document,
+    /// The `versions` value: its string entries are compared.
+    List,
+    /// One entry of the list.
+    Entry,
 }
 
-/// The `versions` value (`list`) or one entry of it; only strings match.
+/// Looks for `want` in one value; anything that is not where a version
+/// may stand is read through (so invalid JSON is still an error) and
+/// matches nothing.
 struct Match<'a> {
     want: &'a str,
-    list: bool,
+    at: At,
 }
 
 impl<'de> DeserializeSeed<'de> for Match<'_> {
@@ -92,17 +52,33 @@ impl<'de> Visitor<'de> for Match<'_> {
     type Value = bool;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a list of versions")
+        f.write_str("a version list")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+        let mut found = false;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if self.at == At::Document && key == "versions" {
+                found |= map.next_value_seed(Match {
+                    want: self.want,
+                    at: At::List,
+                })?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(found)
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
-        if !self.list {
-            return drain_seq(seq);
+        if self.at != At::List {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            return Ok(false);
         }
         let mut found = false;
         let entry = || Match {
             want: self.want,
-            list: false,
+            at: At::Entry,
         };
         while let Some(hit) = seq.next_element_seed(entry())? {
             found |= hit;
@@ -110,13 +86,8 @@ impl<'de> Visitor<'de> for Match<'_> {
         Ok(found)
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(false)
-    }
-
     fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
-        Ok(!self.list && normalize_version(v).is_ok_and(|n| n == self.want))
+        Ok(self.at == At::Entry && normalize_version(v).is_ok_and(|n| n == self.want))
     }
 
     fn visit_bool<E: de::Error>(self, _: bool) -> Result<bool, E> {
@@ -138,11 +109,6 @@ impl<'de> Visitor<'de> for Match<'_> {
     fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
         Ok(false)
     }
-}
-
-fn drain_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<bool, A::Error> {
-    while seq.next_element::<IgnoredAny>()?.is_some() {}
-    Ok(false)
 }
 
 #[cfg(test)]

@@ -5,6 +5,51 @@ mod common;
 
 use common::*;
 
+/// feedcache with a TLS listener (a self-signed certificate for
+/// `localhost`) and `extra_conf` in its config; returns it, the TLS port and
+/// a client configuration that trusts the certificate and offers `alpn`.
+async fn tls_proxy(
+    up: &FakeUpstream,
+    dir: &std::path::Path,
+    extra_conf: &str,
+    alpn: &[&[u8]],
+) -> (Proxy, u16, rustls::ClientConfig) {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+    // An ephemeral port for the TLS listener, chosen the way feedcache does.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let conf = dir.join("c.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "{extra_conf}[tls]\nlisten = \"127.0.0.1:{port}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let proxy = Proxy::start(
+        &up.index_url(),
+        &dir.join("cache"),
+        &["-c", conf.to_str().unwrap()],
+    )
+    .await;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ck.cert.der().clone()).unwrap();
+    let mut tls = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    (proxy, port, tls)
+}
+
 #[tokio::test]
 async fn https_listener_speaks_h2_and_rewrites_to_https() {
     let up = FakeUpstream::start().await;
@@ -14,40 +59,7 @@ async fn https_listener_speaks_h2_and_rewrites_to_https() {
         Behavior::bytes(blob(100_000, 21)),
     );
     let dir = tempfile::tempdir().unwrap();
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert, ck.cert.pem()).unwrap();
-    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
-    // An ephemeral port for the TLS listener, chosen the way feedcache does.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let conf = dir.path().join("c.toml");
-    std::fs::write(
-        &conf,
-        format!(
-            "[tls]\nlisten = \"127.0.0.1:{port}\"\ncert = \"{}\"\nkey = \"{}\"\n",
-            cert.display(),
-            key.display()
-        ),
-    )
-    .unwrap();
-    let _proxy = Proxy::start(
-        &up.index_url(),
-        &dir.path().join("cache"),
-        &["-c", conf.to_str().unwrap()],
-    )
-    .await;
-
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ck.cert.der().clone()).unwrap();
-    let mut tls = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let (_proxy, port, tls) = tls_proxy(&up, dir.path(), "", &[b"h2", b"http/1.1"]).await;
     let client = reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .resolve("localhost", ([127, 0, 0, 1], port).into())
@@ -95,39 +107,8 @@ async fn idle_http2_connections_are_closed() {
     let up = FakeUpstream::start().await;
     up.serve_nuget_index();
     let dir = tempfile::tempdir().unwrap();
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert, ck.cert.pem()).unwrap();
-    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let conf = dir.path().join("c.toml");
-    std::fs::write(
-        &conf,
-        format!(
-            "[connections]\nidle_timeout = \"1s\"\n[tls]\nlisten = \"127.0.0.1:{port}\"\ncert = \"{}\"\nkey = \"{}\"\n",
-            cert.display(),
-            key.display()
-        ),
-    )
-    .unwrap();
-    let _proxy = Proxy::start(
-        &up.index_url(),
-        &dir.path().join("cache"),
-        &["-c", conf.to_str().unwrap()],
-    )
-    .await;
-
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ck.cert.der().clone()).unwrap();
-    let mut tls = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let conf = "[connections]\nidle_timeout = \"1s\"\n";
+    let (_proxy, port, tls) = tls_proxy(&up, dir.path(), conf, &[b"h2"]).await;
     let tls = std::sync::Arc::new(tls);
     // A blocking client on its own thread: the HTTP/2 preface and an empty
     // SETTINGS frame, then nothing. The server must end the connection.
