@@ -16,38 +16,11 @@ use tempfile::NamedTempFile;
 use super::durable::Durability;
 use super::entry::{encode_header, seal, Meta, Seal, SEAL_AT};
 use super::index::DiskIndex;
-use super::load::load;
-pub(crate) use super::load::{map_file, MAP_MAX};
+use super::index::TEMP_PREFIX;
+use super::load::{blocking, io_err, load, DiskEntry};
 use super::writable::Writable;
 use super::CacheError;
 use crate::keys::CacheKey;
-
-/// An entry found on disk: an open file and where its body lies.
-#[derive(Debug, Clone)]
-pub struct DiskEntry {
-    pub file: Arc<File>,
-    pub meta: Arc<Meta>,
-    /// Byte offset of the body in `file`.
-    pub offset: u64,
-    /// Body length.
-    pub len: u64,
-    /// The body as a slice of a read-only mapping of the file, when mapping
-    /// worked; responders send slices of it without copying or blocking.
-    pub map: Option<Bytes>,
-}
-
-impl DiskEntry {
-    /// The whole body in memory: the mapping when there is one, else read.
-    pub async fn body(&self) -> Result<Bytes, CacheError> {
-        match &self.map {
-            Some(m) => Ok(m.clone()),
-            None => {
-                let len = usize::try_from(self.len).unwrap_or(usize::MAX);
-                read_at(self.file.clone(), self.offset, len).await
-            }
-        }
-    }
-}
 
 /// The disk tier rooted at the configured cache directory.
 pub struct DiskTier {
@@ -93,20 +66,10 @@ pub struct TempEntry {
     pub shared: Arc<File>,
 }
 
-pub(super) fn io_err(path: &Path, e: std::io::Error) -> CacheError {
-    CacheError::Io {
-        path: path.display().to_string(),
-        msg: e.to_string(),
-    }
-}
-
 /// The file name of an entry: the hex SHA-256 of its key.
 fn name_for(key: &CacheKey) -> String {
     hex::encode(Sha256::digest(key.as_str().as_bytes()))
 }
-
-/// Temp files start with this; entry names are hex, so the two never mix.
-pub(crate) const TEMP_PREFIX: &str = ".fill-";
 
 /// A random tag for this run's temp names.
 fn run_id() -> String {
@@ -116,38 +79,6 @@ fn run_id() -> String {
         b = std::process::id().to_le_bytes();
     }
     hex::encode(b)
-}
-
-/// Runs blocking file work off the async workers.
-pub async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, CacheError> + Send + 'static,
-) -> Result<T, CacheError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| CacheError::Io {
-            path: "blocking task".into(),
-            msg: e.to_string(),
-        })?
-}
-
-/// Reads `len` bytes at `offset` (short only at end of file).
-pub async fn read_at(file: Arc<File>, offset: u64, len: usize) -> Result<Bytes, CacheError> {
-    blocking(move || {
-        let mut buf = vec![0u8; len];
-        let mut got = 0;
-        while got < len {
-            let n = file
-                .read_at(&mut buf[got..], offset + got as u64)
-                .map_err(|e| io_err(Path::new("entry"), e))?;
-            if n == 0 {
-                break;
-            }
-            got += n;
-        }
-        buf.truncate(got);
-        Ok(Bytes::from(buf))
-    })
-    .await
 }
 
 impl DiskTier {
@@ -419,6 +350,7 @@ impl TempEntry {
 #[cfg(test)]
 mod tests {
     use super::super::entry::Freshness;
+    use super::super::load::read_at;
     use super::*;
 
     fn meta() -> Meta {

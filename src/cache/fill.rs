@@ -8,9 +8,9 @@ use futures_util::StreamExt;
 use tokio::sync::watch;
 use url::Url;
 
-use super::disk::{blocking, map_file, DiskEntry, MAP_MAX};
 use super::entry::{encode_header, now_secs, Freshness, MemEntry, Meta, Seal};
 use super::follow::{Fill, FillState};
+use super::load::{blocking, map_file, DiskEntry, MAP_MAX};
 use super::{Cache, CacheError, Joined};
 use crate::error::AppError;
 use crate::extract::Package;

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::watch;
 
-use super::disk::read_at;
 use super::entry::Meta;
+use super::load::read_at;
 use crate::error::AppError;
 use crate::extract::Package;
 

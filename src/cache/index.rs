@@ -153,6 +153,9 @@ impl DiskIndex {
     }
 }
 
+/// Temp files start with this; entry names are hex, so the two never mix.
+pub(crate) const TEMP_PREFIX: &str = ".fill-";
+
 /// An entry's file name: 64 lowercase hex digits (a SHA-256).
 pub fn is_entry_name(name: &str) -> bool {
     name.len() == 64
@@ -191,7 +194,7 @@ fn walk(data: &Path, mine: &str) -> Vec<PathBuf> {
                 let _ = std::fs::remove_dir(&p);
             } else if is_entry_name(&name) && p.is_file() {
                 out.push(p);
-            } else if name.starts_with(super::disk::TEMP_PREFIX) {
+            } else if name.starts_with(TEMP_PREFIX) {
                 if !name.starts_with(mine) {
                     let _ = std::fs::remove_file(&p);
                 }

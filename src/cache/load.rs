@@ -10,9 +10,8 @@ use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
 
-use super::disk::{io_err, DiskEntry};
 use super::durable::Durability;
-use super::entry::read_header;
+use super::entry::{read_header, Meta};
 use super::CacheError;
 
 /// Files up to this size are served from a mapping; larger ones are read in
@@ -100,4 +99,70 @@ fn crc_of(e: &DiskEntry) -> Result<u32, CacheError> {
         pos += n as u64;
     }
     Ok(h.finalize())
+}
+
+/// An entry found on disk: an open file and where its body lies.
+#[derive(Debug, Clone)]
+pub struct DiskEntry {
+    pub file: Arc<File>,
+    pub meta: Arc<Meta>,
+    /// Byte offset of the body in `file`.
+    pub offset: u64,
+    /// Body length.
+    pub len: u64,
+    /// The body as a slice of a read-only mapping of the file, when mapping
+    /// worked; responders send slices of it without copying or blocking.
+    pub map: Option<Bytes>,
+}
+
+impl DiskEntry {
+    /// The whole body in memory: the mapping when there is one, else read.
+    pub async fn body(&self) -> Result<Bytes, CacheError> {
+        match &self.map {
+            Some(m) => Ok(m.clone()),
+            None => {
+                let len = usize::try_from(self.len).unwrap_or(usize::MAX);
+                read_at(self.file.clone(), self.offset, len).await
+            }
+        }
+    }
+}
+
+pub(crate) fn io_err(path: &Path, e: std::io::Error) -> CacheError {
+    CacheError::Io {
+        path: path.display().to_string(),
+        msg: e.to_string(),
+    }
+}
+
+/// Runs blocking file work off the async workers.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, CacheError> + Send + 'static,
+) -> Result<T, CacheError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| CacheError::Io {
+            path: "blocking task".into(),
+            msg: e.to_string(),
+        })?
+}
+
+/// Reads `len` bytes at `offset` (short only at end of file).
+pub async fn read_at(file: Arc<File>, offset: u64, len: usize) -> Result<Bytes, CacheError> {
+    blocking(move || {
+        let mut buf = vec![0u8; len];
+        let mut got = 0;
+        while got < len {
+            let n = file
+                .read_at(&mut buf[got..], offset + got as u64)
+                .map_err(|e| io_err(Path::new("entry"), e))?;
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        buf.truncate(got);
+        Ok(Bytes::from(buf))
+    })
+    .await
 }

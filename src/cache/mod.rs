@@ -13,12 +13,13 @@ mod memory;
 mod writable;
 
 pub use bypass::{BodyStream, Passthrough};
-pub use disk::{read_at, DiskEntry, DiskTier};
+pub use disk::DiskTier;
 pub use entry::{etag_of, now_secs, Freshness, MemEntry, Meta};
 pub use fill::BodyCheck;
 pub use follow::{Fill, FillReader, FillState};
 pub use index::DiskIndex;
 pub use inflight::{Inflight, Joined};
+pub use load::{read_at, DiskEntry};
 pub use memory::MemoryTier;
 
 use std::sync::Arc;
@@ -160,7 +161,7 @@ impl Cache {
         pred: impl Fn(&str) -> bool + Send + 'static,
     ) -> Result<Vec<CacheKey>, CacheError> {
         let this = self.clone();
-        let keys = disk::blocking(move || Ok(this.disk.purge(pred))).await?;
+        let keys = load::blocking(move || Ok(this.disk.purge(pred))).await?;
         for k in &keys {
             self.memory.remove(k).await;
         }
