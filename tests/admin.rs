@@ -150,6 +150,42 @@ async fn disk_cap_evicts_least_recently_used_and_restart_keeps_the_index() {
     assert_eq!(up.hits(&nupkg("p0", "1.0.0")), 1);
 }
 
+/// Files in the cache directory that are not entries (issue #13 row 8:
+/// a short name once panicked the eviction thread for good, and the cache
+/// grew past its cap) are skipped, and eviction keeps the cap.
+#[tokio::test]
+async fn stray_files_in_the_cache_never_stop_eviction() {
+    use std::os::unix::ffi::OsStrExt;
+    let up = FakeUpstream::start().await;
+    up.serve_nuget_index();
+    let ids: Vec<String> = (0..8).map(|i| format!("s{i}")).collect();
+    for id in &ids {
+        up.set(&nupkg(id, "1.0.0"), Behavior::bytes(blob(200_000, 3)));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cache/data");
+    std::fs::create_dir_all(data.join("ab/cd")).unwrap();
+    std::fs::write(data.join("ab/x"), b"stray").unwrap();
+    std::fs::write(data.join("ab/cd/y"), b"stray").unwrap();
+    std::fs::write(
+        data.join("ab")
+            .join(std::ffi::OsStr::from_bytes(b"\xff\xfe")),
+        b"",
+    )
+    .unwrap();
+    std::fs::write(data.join("loose"), b"stray").unwrap();
+    let conf =
+        "[cache]\ndisk_size = \"1MiB\"\nmemory_size = \"1MiB\"\nmemory_max_entry = \"64KiB\"\n";
+    let proxy = start(&up, dir.path(), conf).await;
+    stats_when(&proxy, |_| true).await;
+    for id in &ids {
+        assert_eq!(get(&proxy.url(&ours(id, "1.0.0"))).await.0, 200);
+    }
+    let v = stats_when(&proxy, |v| v["disk"]["bytes"].as_u64() <= Some(1 << 20)).await;
+    assert!(v["disk"]["entries"].as_u64() < Some(8), "{v}");
+    assert!(data.join("ab/x").exists(), "stray files are left alone");
+}
+
 #[tokio::test]
 async fn admin_api_does_not_exist_without_a_key() {
     let up = FakeUpstream::start().await;

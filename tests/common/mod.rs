@@ -79,19 +79,35 @@ impl Proxy {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Proxy {
+        let log = std::env::var("FEEDCACHE_TEST_LOG").unwrap_or_else(|_| "warn".into());
+        Self::launch(index_url, cache_dir, extra, env, &log, Stdio::inherit()).await
+    }
+
+    /// Like `start`, with the default log level (access log on) and the
+    /// log written to `log_file`, as under a service manager.
+    pub async fn start_logging_to(index_url: &str, cache_dir: &Path, log_file: &Path) -> Proxy {
+        let file = std::fs::File::create(log_file).expect("create log file");
+        Self::launch(index_url, cache_dir, &[], &[], "info", Stdio::from(file)).await
+    }
+
+    async fn launch(
+        index_url: &str,
+        cache_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        log: &str,
+        stderr: Stdio,
+    ) -> Proxy {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_feedcache"));
         cmd.args(["--listen", "127.0.0.1:0", "--upstream", index_url])
             .arg("--cache-dir")
             .arg(cache_dir)
             .args(["--threads", "2"])
             .args(extra)
-            .env(
-                "RUST_LOG",
-                std::env::var("FEEDCACHE_TEST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
+            .env("RUST_LOG", log)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(stderr);
         let mut child = cmd.spawn().expect("spawn feedcache");
         let stdout = child.stdout.take().expect("stdout");
         let line = tokio::task::spawn_blocking(move || {
