@@ -14,16 +14,6 @@ fn proxy_path(upstream_path: &str) -> String {
     upstream_path.replace("/v3-flatcontainer/", "/v3/flatcontainer/")
 }
 
-/// Every later write of the process fails with EFBIG, as on a full disk:
-/// a file-size limit of 0 bytes (feedcache ignores SIGXFSZ).
-fn forbid_writes(pid: u32) {
-    let st = std::process::Command::new("prlimit")
-        .args(["--pid", &pid.to_string(), "--fsize=0"])
-        .status()
-        .expect("prlimit (util-linux) runs");
-    assert!(st.success());
-}
-
 fn metric(text: &str, name: &str) -> u64 {
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())

@@ -270,3 +270,28 @@ async fn packages_over_the_entry_limit_are_refused_and_not_cached() {
     assert_eq!(h["content-type"], "text/plain; charset=utf-8");
     assert_eq!(env.proget.hits(up), 1);
 }
+
+/// With the cache disk refusing writes (issue #13 row 9), one file out of an
+/// uncached package is still served: the package is read into memory for
+/// the request, checked, and not kept.
+#[tokio::test]
+async fn single_files_are_served_while_the_disk_takes_no_writes() {
+    let env = setup(None).await;
+    let data = blob(400_000, 6);
+    let pkg = upack("tools", "cli", "3.0.0", &[("package/data.bin", &data)]);
+    let up_path = "/upack/assets/download/tools/cli/3.0.0";
+    env.proget.set(up_path, Behavior::bytes(pkg));
+    forbid_writes(env.proxy.pid());
+    let url = env
+        .proxy
+        .url("/upack/assets/download-file/tools/cli/3.0.0?path=package/data.bin");
+    for _ in 0..2 {
+        let (s, h, b) = get(&url).await;
+        assert_eq!((s, h["x-cache"].to_str().unwrap()), (200, "MISS"));
+        assert!(b == data);
+    }
+    assert!(
+        env.proget.hits(up_path) >= 2,
+        "not kept while the disk is down"
+    );
+}

@@ -120,10 +120,17 @@ impl App {
             }
             None => {
                 let check = Some(self.cache.package_check);
-                let (fill, _) = self
-                    .cache
-                    .fill_blob(&key, url, self.upstream.clone(), check);
-                let (pkg, meta) = fill.reader().complete().await?;
+                let (fill, _) =
+                    self.cache
+                        .fill_blob(&key, url.clone(), self.upstream.clone(), check);
+                let (pkg, meta) = match fill.reader().complete().await {
+                    // No disk to hold it: the package is read into memory
+                    // for this request only (bounded), then dropped.
+                    Err(AppError::Cache(_)) if !self.cache.disk.writable.ok() => {
+                        self.package_in_memory(&url).await?
+                    }
+                    other => other?,
+                };
                 (pkg, meta, "MISS")
             }
         };
@@ -160,6 +167,36 @@ impl App {
         })
     }
 }
+
+impl App {
+    /// A whole package fetched into memory, uncached and checked like a
+    /// fill: what `download-file` uses while the cache disk takes no writes.
+    async fn package_in_memory(&self, url: &url::Url) -> Result<(Package, Arc<Meta>), AppError> {
+        let mut p = self.cache.pass_through(url, &self.upstream).await?;
+        let too_big = || AppError::Cache(crate::cache::CacheError::NotWritable);
+        if p.len.is_some_and(|n| n > IN_MEMORY_MAX) {
+            return Err(too_big());
+        }
+        let mut body = bytes::BytesMut::new();
+        while let Some(chunk) = futures_util::StreamExt::next(&mut p.body).await {
+            body.extend_from_slice(&chunk?);
+            if body.len() as u64 > IN_MEMORY_MAX {
+                return Err(too_big());
+            }
+        }
+        let pkg = Package::Bytes(body.freeze());
+        let check = self.cache.package_check;
+        let checked = pkg.clone();
+        tokio::task::spawn_blocking(move || check.run(checked))
+            .await
+            .map_err(|e| AppError::Internal(format!("package check: {e}")))??;
+        Ok((pkg, p.meta))
+    }
+}
+
+/// Largest package read into memory for `download-file` while the cache
+/// disk takes no writes; larger ones fail until the disk is back.
+const IN_MEMORY_MAX: u64 = 256 * 1024 * 1024;
 
 /// A media type from the file extension; unknown types are plain bytes.
 /// Files out of an upstream's package must never run as pages of

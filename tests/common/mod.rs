@@ -44,6 +44,16 @@ pub fn temp_files(cache_dir: &Path) -> usize {
         .count()
 }
 
+/// Every later write of the process fails with EFBIG, as on a full disk:
+/// a file-size limit of 0 bytes (feedcache ignores SIGXFSZ).
+pub fn forbid_writes(pid: u32) {
+    let st = std::process::Command::new("prlimit")
+        .args(["--pid", &pid.to_string(), "--fsize=0"])
+        .status()
+        .expect("prlimit (util-linux) runs");
+    assert!(st.success());
+}
+
 /// A running feedcache process; killed when dropped.
 pub struct Proxy {
     child: Child,
