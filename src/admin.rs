@@ -1,5 +1,6 @@
-//! The admin API: purge by package id, id + version, or feed, and cache
-//! statistics. Reachable only with the admin key (`[admin]`).
+//! The admin API: purge by package id, id + version, or feed, cache
+//! statistics, and offline mode. Reachable only with the admin key
+//! (`[admin]`).
 
 use bytes::Bytes;
 
@@ -14,6 +15,15 @@ impl App {
         let keys = self.cache.purge(move |k| key_matches(k, &spec2)).await?;
         tracing::info!(?spec, purged = keys.len(), "purge");
         Ok(json_reply(serde_json::json!({ "purged": keys.len() })))
+    }
+
+    /// `/admin/offline`: reports offline mode, or switches it (`Some`).
+    pub(crate) fn offline(&self, set: Option<bool>) -> Reply {
+        if let Some(on) = set {
+            self.upstream.set_offline(on);
+            tracing::warn!(offline = on, "offline mode switched through the admin API");
+        }
+        json_reply(serde_json::json!({ "offline": self.upstream.is_offline() }))
     }
 
     /// `/admin/stats`: entries and bytes per tier, fills in flight, hit ratio.
@@ -42,6 +52,7 @@ impl App {
             "negative_entries": self.cache.negative.entry_count(),
             "requests": { "hits": hits, "misses": misses, "stale": stale },
             "hit_ratio": ratio,
+            "offline": self.upstream.is_offline(),
         }))
     }
 }

@@ -94,6 +94,7 @@ impl App {
             Route::Metrics => Ok(self.metrics().await),
             Route::AdminStats => Ok(self.stats().await),
             Route::AdminPurge(spec) => self.purge(spec).await,
+            Route::AdminOffline(set) => Ok(self.offline(*set)),
             Route::V3 { feed, res } => self.v3(feed, res, query).await,
             Route::Packages { feed, op, q } => self.packages(feed, op, q).await,
             Route::Upack {

@@ -38,6 +38,9 @@ pub struct Cli {
     /// Worker threads (0 = one per CPU).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    /// Serve only what is cached; never contact an upstream (a miss is a 503).
+    #[arg(long)]
+    pub offline: bool,
 }
 
 impl Cli {
@@ -67,6 +70,9 @@ impl Cli {
         }
         if let Some(v) = self.threads {
             c.threads = v;
+        }
+        if self.offline {
+            c.upstream.offline = true;
         }
         c.validate()?;
         Ok(c)

@@ -57,6 +57,7 @@ impl AppError {
             AppError::Route(RouteError::BadRequest(_)) => 400,
             AppError::NotFound | AppError::Unconfigured(_) => 404,
             AppError::Upstream(UpstreamError::Timeout(_)) => 504,
+            AppError::Upstream(UpstreamError::Offline) => 503,
             AppError::Upstream(_) | AppError::BadUpstream(_) => 502,
             AppError::Cache(_) | AppError::Internal(_) => 500,
             AppError::RangeNotSatisfiable(_) => 416,
@@ -127,6 +128,9 @@ impl AppError {
             AppError::Unconfigured(what) => format!("{what} is not configured"),
             // Upstream errors name the host and the cause, never a
             // credential or a path (see `UpstreamError`).
+            AppError::Upstream(UpstreamError::Offline) => {
+                "not cached, and feedcache is offline (no upstream is contacted)".into()
+            }
             AppError::Upstream(e) => format!("upstream failed: {e}"),
             AppError::BadUpstream(_) => "upstream sent an unusable response".into(),
             AppError::Cache(_) => "cache error".into(),

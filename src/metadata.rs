@@ -145,6 +145,10 @@ impl MetadataStore {
             if !m.meta.is_expired(ttl, now) {
                 return Ok((m.clone(), Outcome::Hit));
             }
+            // Offline, whatever is cached is the answer, however old.
+            if self.upstream.is_offline() {
+                return Ok((m.clone(), Outcome::Stale));
+            }
             if !m
                 .meta
                 .is_expired(ttl.saturating_add(self.max_stale.as_secs()), now)
@@ -539,5 +543,18 @@ mod tests {
         // Past TTL + max_stale the copy is no longer served.
         t.clock.advance(400);
         assert!(t.get().await.is_err());
+    }
+
+    /// Offline, the cached copy is served however old, and nothing is asked.
+    #[tokio::test]
+    async fn offline_serves_any_cached_copy() {
+        let t = setup(V1).await;
+        t.get().await.unwrap();
+        t.store.upstream.set_offline(true);
+        t.clock.advance(1_000_000);
+        let (entry, outcome) = t.get().await.unwrap();
+        assert_eq!((outcome, &entry.body[..]), (Outcome::Stale, V1.as_bytes()));
+        t.settled().await;
+        assert_eq!(t.hits(), 1);
     }
 }

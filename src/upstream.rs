@@ -1,6 +1,7 @@
 //! The upstream HTTP client: reqwest on a ring-based rustls config with the
 //! system roots plus an optional corporate CA, and typed errors.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use rustls_pki_types::pem::PemObject;
@@ -35,6 +36,9 @@ pub enum UpstreamError {
     /// (`retry_after` seconds more).
     #[error("{host} is considered down; failing fast")]
     CircuitOpen { host: String, retry_after: u64 },
+    /// Offline mode: no upstream is contacted.
+    #[error("offline mode: no upstream is contacted")]
+    Offline,
 }
 
 /// Optional request headers for one upstream GET.
@@ -53,9 +57,21 @@ pub struct Upstream {
     /// The ProGet API key and the one origin it may be sent to.
     credential: Option<Arc<(url::Origin, http::HeaderValue)>>,
     breakers: Arc<crate::breaker::Breakers>,
+    /// Offline mode, shared by every clone (switchable at runtime).
+    offline: Arc<AtomicBool>,
 }
 
 impl Upstream {
+    /// Whether offline mode is on.
+    pub fn is_offline(&self) -> bool {
+        self.offline.load(Ordering::Relaxed)
+    }
+
+    /// Switches offline mode (admin API).
+    pub fn set_offline(&self, on: bool) {
+        self.offline.store(on, Ordering::Relaxed);
+    }
+
     /// Builds the client from config: timeouts, roots, HTTP/2 by ALPN.
     /// `credential` is an API key sent as `X-ApiKey` to that URL's origin only.
     pub fn new(
@@ -118,6 +134,7 @@ impl Upstream {
             client,
             credential,
             breakers,
+            offline: Arc::new(AtomicBool::new(cfg.offline)),
         })
     }
 
@@ -135,6 +152,10 @@ impl Upstream {
         url: &Url,
         req: &Request<'_>,
     ) -> Result<reqwest::Response, UpstreamError> {
+        // The one place every upstream request passes: offline, none is made.
+        if self.is_offline() {
+            return Err(UpstreamError::Offline);
+        }
         let mut url = url.clone();
         for _ in 0..=MAX_REDIRECTS {
             let mut b = self.client.get(url.clone());

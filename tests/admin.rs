@@ -1,5 +1,6 @@
-//! The admin API (purge, stats) and the disk cap: LRU eviction in the
-//! background, and an index rebuilt from the files after a restart.
+//! The admin API (purge, stats, offline mode) and the disk cap: LRU
+//! eviction in the background, and an index rebuilt from the files after a
+//! restart.
 
 mod common;
 
@@ -194,4 +195,64 @@ async fn admin_api_does_not_exist_without_a_key() {
     let proxy = Proxy::start(&up.index_url(), dir.path(), &[]).await;
     let (s, _, _) = get(&proxy.url("/admin/stats")).await;
     assert_eq!(s, 404);
+}
+
+/// Offline mode (issue #11 point 3): only what is cached is served, no
+/// upstream request is made, a miss is a 503 with a one-line reason; the
+/// admin API switches it at runtime.
+#[tokio::test]
+async fn offline_mode_serves_the_cache_and_asks_no_upstream() {
+    let up = FakeUpstream::start().await;
+    up.serve_nuget_index();
+    up.set(&nupkg("on", "1.0.0"), Behavior::bytes(blob(100_000, 4)));
+    up.set(&nupkg("off", "1.0.0"), Behavior::bytes(blob(100_000, 5)));
+    up.set(
+        "/v3-flatcontainer/on/index.json",
+        Behavior::json(r#"{"versions":["1.0.0"]}"#),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    // A 1 s TTL: the cached metadata is long expired when offline asks.
+    let conf = "[cache]\nmetadata_ttl = \"1s\"\nmax_stale = \"1s\"\n";
+    let proxy = start(&up, dir.path(), conf).await;
+    for path in [
+        "/v3/index.json",
+        "/v3/flatcontainer/on/index.json",
+        &ours("on", "1.0.0"),
+    ] {
+        assert_eq!(get(&proxy.url(path)).await.0, 200, "{path}");
+    }
+    proxy.kill();
+
+    let conf = format!("{conf}[upstream]\noffline = true\n");
+    let proxy = start(&up, dir.path(), &conf).await;
+    let before = up.total_hits();
+    for path in [
+        "/v3/index.json",
+        "/v3/flatcontainer/on/index.json",
+        &ours("on", "1.0.0"),
+    ] {
+        let (s, h, _) = get(&proxy.url(path)).await;
+        assert_eq!(s, 200, "{path}");
+        assert_ne!(h["x-cache"], "MISS", "{path}");
+    }
+    let (s, h, b) = get(&proxy.url(&ours("off", "1.0.0"))).await;
+    assert_eq!(
+        (s, h["content-type"].to_str().unwrap()),
+        (503, "text/plain; charset=utf-8")
+    );
+    assert_eq!(
+        String::from_utf8(b).unwrap(),
+        "not cached, and feedcache is offline (no upstream is contacted)\n"
+    );
+    assert_eq!(up.total_hits(), before, "no upstream request while offline");
+    let (_, v) = admin(&proxy, reqwest::Method::GET, "/admin/offline").await;
+    assert_eq!(v["offline"], true);
+
+    // Back online through the admin API: the miss is fetched.
+    let (s, v) = admin(&proxy, reqwest::Method::POST, "/admin/offline?on=false").await;
+    assert_eq!((s, &v["offline"]), (200, &serde_json::Value::Bool(false)));
+    assert_eq!(get(&proxy.url(&ours("off", "1.0.0"))).await.0, 200);
+    assert_eq!(up.hits(&nupkg("off", "1.0.0")), 1);
+    let (s, _) = admin(&proxy, reqwest::Method::POST, "/admin/offline").await;
+    assert_eq!(s, 400);
 }

@@ -168,6 +168,9 @@ pub struct UpstreamConfig {
     /// How long a host considered down is left alone before one probe request.
     #[serde(with = "humantime_serde")]
     pub breaker_cooldown: Duration,
+    /// Offline mode: serve only what is cached and never contact an
+    /// upstream; a miss is a 503. Switchable at runtime (`/admin/offline`).
+    pub offline: bool,
 }
 
 impl Default for UpstreamConfig {
@@ -178,6 +181,7 @@ impl Default for UpstreamConfig {
             ca_file: None,
             breaker_failures: 5,
             breaker_cooldown: Duration::from_secs(15),
+            offline: false,
         }
     }
 }

@@ -26,6 +26,8 @@ pub enum Route {
     AdminStats,
     /// `/admin/purge?feed=&id=&version=` (POST or DELETE).
     AdminPurge(crate::keys::PurgeSpec),
+    /// `/admin/offline`: GET reports offline mode; POST `?on=true|false` sets it.
+    AdminOffline(Option<bool>),
     /// A NuGet V3 resource of one feed.
     V3 { feed: FeedRef, res: V3Route },
     /// ProGet's packages API: `/api/packages/{feed}/{op}?...`.
@@ -64,6 +66,7 @@ impl Route {
             Route::Metrics => "metrics",
             Route::AdminStats => "admin_stats",
             Route::AdminPurge(_) => "admin_purge",
+            Route::AdminOffline(_) => "admin_offline",
             Route::V3 { res, .. } => match res {
                 V3Route::ServiceIndex => "service_index",
                 V3Route::FlatIndex { .. } => "flat_index",
@@ -92,7 +95,7 @@ impl Route {
             Route::Health => AuthClass::Public,
             Route::V3 { .. } => AuthClass::Challenge,
             Route::Packages { .. } | Route::Upack { .. } | Route::Metrics => AuthClass::Forbidden,
-            Route::AdminStats | Route::AdminPurge(_) => AuthClass::Admin,
+            Route::AdminStats | Route::AdminPurge(_) | Route::AdminOffline(_) => AuthClass::Admin,
         }
     }
 }
@@ -173,6 +176,17 @@ fn route_path(method: &http::Method, path: &str, query: &Query) -> Result<Route,
                 return Err(RouteError::MethodNotAllowed);
             }
             return purge_spec(query).map(Route::AdminPurge);
+        }
+        ["admin", "offline"] => {
+            if method == http::Method::POST {
+                let on = match query.get("on") {
+                    Some("true" | "1") => true,
+                    Some("false" | "0") => false,
+                    _ => return Err(bad("on=true or on=false is required")),
+                };
+                return Ok(Route::AdminOffline(Some(on)));
+            }
+            Route::AdminOffline(None)
         }
         ["v3", rest @ ..] => Route::V3 {
             feed: FeedRef::Default,

@@ -117,6 +117,11 @@ impl FakeUpstream {
         self.state.lock().unwrap().routes.insert(path.to_owned(), b);
     }
 
+    /// Requests to any path so far.
+    pub fn total_hits(&self) -> usize {
+        self.state.lock().unwrap().hits.values().sum()
+    }
+
     pub fn hits(&self, path: &str) -> usize {
         self.state
             .lock()
