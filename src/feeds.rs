@@ -48,6 +48,16 @@ enum Kind {
     Registration,
     Search,
     Autocomplete,
+    /// JSON documents served as metadata through signed `raw/` links, with
+    /// the URLs in them rewritten (vulnerability data for NuGet audit,
+    /// repository signatures).
+    Document,
+    /// `ReadmeUriTemplate`: kept when it points into the flat container,
+    /// whose `readme` route feedcache serves.
+    Readme,
+    /// Links for a browser (package details, owners, abuse reports): kept
+    /// exactly as the upstream gives them; clients never fetch them.
+    Browser,
 }
 
 fn kind_of(t: &str) -> Option<Kind> {
@@ -59,6 +69,19 @@ fn kind_of(t: &str) -> Option<Kind> {
         Some(Kind::Search)
     } else if t.starts_with("SearchAutocompleteService") {
         Some(Kind::Autocomplete)
+    } else if t.starts_with("VulnerabilityInfo/") || t.starts_with("RepositorySignatures/") {
+        Some(Kind::Document)
+    } else if t.starts_with("ReadmeUriTemplate/") {
+        Some(Kind::Readme)
+    } else if [
+        "PackageDetailsUriTemplate/",
+        "OwnerDetailsUriTemplate/",
+        "ReportAbuseUriTemplate/",
+    ]
+    .iter()
+    .any(|p| t.starts_with(p))
+    {
+        Some(Kind::Browser)
     } else {
         None
     }
@@ -104,6 +127,8 @@ impl FeedIndex {
         };
         let mut rules = Vec::new();
         let mut kept = Vec::new();
+        // Resources whose public URL comes from the finished rewriter.
+        let mut later = Vec::new();
         for r in resources {
             let (Some(id), Some(t)) = (
                 r.get("@id").and_then(Value::as_str),
@@ -120,6 +145,11 @@ impl FeedIndex {
                 idx.origins.push(origin);
             }
             let Some(kind) = kind_of(t) else { continue };
+            if matches!(kind, Kind::Document | Kind::Readme | Kind::Browser) {
+                let id = id.to_owned();
+                later.push((kind, id, r));
+                continue;
+            }
             let public = match kind {
                 Kind::Flat => {
                     let base = with_slash(url);
@@ -153,6 +183,7 @@ impl FeedIndex {
                     }
                     public
                 }
+                Kind::Document | Kind::Readme | Kind::Browser => continue,
             };
             let mut r = r;
             if let Some(obj) = r.as_object_mut() {
@@ -168,14 +199,37 @@ impl FeedIndex {
         idx.rewriter =
             Arc::new(Rewriter::new(rules).with_raw(signer.clone(), feed.key_prefix(), raw));
 
+        let mut browser = Vec::new();
+        for (kind, id, mut r) in later {
+            let public = match (kind, idx.rewriter.map(&id)) {
+                (Kind::Browser, _) => {
+                    browser.push(r);
+                    continue;
+                }
+                (Kind::Document, Some(p)) => p,
+                // A template through `raw/` could not work: the tag signs
+                // the path with its placeholders, not the one a client asks.
+                (Kind::Readme, Some(p)) if p.starts_with(&format!("{prefix}/flatcontainer/")) => p,
+                _ => continue,
+            };
+            if let Some(obj) = r.as_object_mut() {
+                obj.insert("@id".into(), Value::String(public));
+            }
+            kept.push(r);
+        }
+
         if let Some(obj) = doc.as_object_mut() {
             obj.insert("resources".into(), Value::Array(kept));
             // Everything else in the index (context, version) goes through the
-            // rewriter too, so no upstream URL survives anywhere in it.
+            // rewriter too, so no upstream URL survives anywhere in it...
             let mut rest = Value::Object(std::mem::take(obj));
             idx.rewriter.rewrite_value(&mut rest);
             if let Value::Object(m) = rest {
                 *obj = m;
+            }
+            // ...but links for a browser, which are kept as they are.
+            if let Some(Value::Array(list)) = obj.get_mut("resources") {
+                list.extend(browser);
             }
         } else {
             return Err("service index is not an object".into());
@@ -263,7 +317,12 @@ mod tests {
       {"@id":"https://api.nuget.org/v3-flatcontainer/","@type":"PackageBaseAddress/3.0.0"},
       {"@id":"https://www.nuget.org/api/v2/package","@type":"PackagePublish/2.0.0"},
       {"@id":"https://api.nuget.org/v3/catalog0/index.json","@type":"Catalog/3.0.0"},
-      {"@id":"https://www.nuget.org/packages/{id}/{version}/ReportAbuse","@type":"ReportAbuseUriTemplate/3.0.0"}
+      {"@id":"https://www.nuget.org/packages/{id}/{version}/ReportAbuse","@type":"ReportAbuseUriTemplate/3.0.0"},
+      {"@id":"https://www.nuget.org/packages/{id}/{version}?_src=template","@type":"PackageDetailsUriTemplate/5.1.0"},
+      {"@id":"https://api.nuget.org/v3/vulnerabilities/index.json","@type":"VulnerabilityInfo/6.7.0"},
+      {"@id":"https://api.nuget.org/v3-index/repository-signatures/5.0.0/index.json","@type":"RepositorySignatures/5.0.0"},
+      {"@id":"https://api.nuget.org/v3-flatcontainer/{lower_id}/{lower_version}/readme","@type":"ReadmeUriTemplate/6.13.0"},
+      {"@id":"https://elsewhere.example/{lower_id}/readme","@type":"ReadmeUriTemplate/6.13.0"}
     ],"@context":{"@vocab":"http://schema.nuget.org/services#"}}"#;
 
     fn signer() -> Arc<RawSigner> {
@@ -303,8 +362,33 @@ mod tests {
     fn template_leaks_nothing_and_drops_unserved() {
         let idx = build();
         let t = String::from_utf8(idx.template.to_vec()).unwrap();
-        for host in ["api.nuget.org", "azuresearch", "www.nuget.org"] {
-            assert!(!t.contains(host), "{host} in {t}");
+        let v: Value = serde_json::from_str(&t).unwrap();
+        let resources = v["resources"].as_array().unwrap();
+        let id_of = |ty: &str| -> Vec<String> {
+            resources
+                .iter()
+                .filter(|r| r["@type"].as_str().is_some_and(|t| t.starts_with(ty)))
+                .map(|r| r["@id"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        // Links for a browser stay exactly as the upstream gave them.
+        assert_eq!(
+            id_of("PackageDetailsUriTemplate"),
+            ["https://www.nuget.org/packages/{id}/{version}?_src=template"]
+        );
+        assert_eq!(
+            id_of("ReportAbuseUriTemplate"),
+            ["https://www.nuget.org/packages/{id}/{version}/ReportAbuse"]
+        );
+        // Nothing a client fetches points at an upstream host.
+        let fetched: Vec<&Value> = resources
+            .iter()
+            .filter(|r| !r["@type"].as_str().unwrap().contains("DetailsUriTemplate"))
+            .filter(|r| !r["@type"].as_str().unwrap().starts_with("ReportAbuse"))
+            .collect();
+        let text = serde_json::to_string(&fetched).unwrap();
+        for host in ["api.nuget.org", "azuresearch", "www.nuget.org", "elsewhere"] {
+            assert!(!text.contains(host), "{host} in {text}");
         }
         assert!(!t.contains("PackagePublish"), "{t}");
         assert!(!t.contains("Catalog/3.0.0"), "{t}");
@@ -312,8 +396,23 @@ mod tests {
             "{MARKER}/v3/registration/registration5-gz-semver2/"
         )));
         assert!(t.contains(&format!("{MARKER}/v3/search/query-2")));
-        let v: Value = serde_json::from_str(&t).unwrap();
-        assert_eq!(v["resources"].as_array().unwrap().len(), 8);
+        // Audit data and signatures through signed raw/ links; the README
+        // template (placeholders intact) into the flat container only.
+        let tag = signer().sign("nuget", 0, "v3/vulnerabilities/index.json", None);
+        assert_eq!(
+            id_of("VulnerabilityInfo"),
+            [format!(
+                "{MARKER}/v3/raw/0/{tag}/v3/vulnerabilities/index.json"
+            )]
+        );
+        assert_eq!(id_of("RepositorySignatures").len(), 1);
+        assert_eq!(
+            id_of("ReadmeUriTemplate"),
+            [format!(
+                "{MARKER}/v3/flatcontainer/{{lower_id}}/{{lower_version}}/readme"
+            )]
+        );
+        assert_eq!(resources.len(), 13);
     }
 
     #[test]

@@ -196,3 +196,68 @@ async fn version_list_is_cached() {
     assert_eq!(h["x-cache"], "HIT");
     assert_eq!(up.hits(path), 1);
 }
+
+/// NuGet audit (`dotnet restore` warnings NU1901-NU1904) behind feedcache
+/// (issue #10 point 1): VulnerabilityInfo is advertised under feedcache, its
+/// index and every page it lists are served through feedcache, cached, and
+/// name no upstream URL; links for a browser stay as they are.
+#[tokio::test]
+async fn vulnerability_data_is_served_through_feedcache() {
+    let up = FakeUpstream::start().await;
+    up.set(
+        "/v3/index.json",
+        Behavior::json(
+            r#"{"version":"3.0.0","resources":[
+ {"@id":"{base}/v3-flatcontainer/","@type":"PackageBaseAddress/3.0.0"},
+ {"@id":"{base}/v3/vulnerabilities/index.json","@type":"VulnerabilityInfo/6.7.0"},
+ {"@id":"https://www.example.org/packages/{id}/{version}","@type":"PackageDetailsUriTemplate/5.1.0"}]}"#,
+        ),
+    );
+    up.set(
+        "/v3/vulnerabilities/index.json",
+        Behavior::json(
+            r#"[{"@name":"base","@id":"{base}/v3-vulnerabilities/2026.12.01/vulnerability.base.json","@updated":"2026-12-01T00:00:00Z"},
+ {"@name":"update","@id":"{base}/v3-vulnerabilities/2026.12.01/2026.12.02/vulnerability.update.json","@updated":"2026-12-02T00:00:00Z"}]"#,
+        ),
+    );
+    let page = r#"{"contoso.lib":[{"severity":2,"url":"https://github.com/advisories/GHSA-test","versions":"(, 2.0.0)"}]}"#;
+    up.set(
+        "/v3-vulnerabilities/2026.12.01/vulnerability.base.json",
+        Behavior::json(page),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(&up.index_url(), dir.path(), &[]).await;
+
+    let (s, _, b) = get(&proxy.url("/v3/index.json")).await;
+    assert_eq!(s, 200);
+    let index: serde_json::Value = serde_json::from_slice(&b).unwrap();
+    let find = |ty: &str| {
+        index["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["@type"] == ty)
+            .map(|r| r["@id"].as_str().unwrap().to_owned())
+    };
+    let details = find("PackageDetailsUriTemplate/5.1.0").unwrap();
+    assert_eq!(details, "https://www.example.org/packages/{id}/{version}");
+    let vuln = find("VulnerabilityInfo/6.7.0").expect("VulnerabilityInfo advertised");
+    assert!(vuln.starts_with(&proxy.base), "{vuln}");
+
+    for _ in 0..2 {
+        let (s, _, b) = get(&vuln).await;
+        assert_eq!(s, 200);
+        let text = String::from_utf8(b).unwrap();
+        assert!(!text.contains(&up.base()), "upstream URL leaked: {text}");
+        let pages: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let base_page = pages[0]["@id"].as_str().unwrap().to_owned();
+        assert!(base_page.starts_with(&proxy.base), "{base_page}");
+        let (s, _, b) = get(&base_page).await;
+        assert_eq!((s, b.as_slice()), (200, page.as_bytes()));
+    }
+    assert_eq!(up.hits("/v3/vulnerabilities/index.json"), 1, "cached");
+    assert_eq!(
+        up.hits("/v3-vulnerabilities/2026.12.01/vulnerability.base.json"),
+        1
+    );
+}
