@@ -289,3 +289,43 @@ async fn raw_route_is_not_an_open_proxy() {
     assert_eq!(s, 404);
     assert_eq!(env.proget.hits(secret), 0, "the other feed was never asked");
 }
+
+/// Every feed type's identifiers reach ProGet (issue #10 point 4): a PyPI
+/// file name, Debian's component, distribution and architecture. Distinct
+/// files never share a cache entry; the same request twice is one fetch.
+#[tokio::test]
+async fn packages_api_passes_every_identifier_and_keys_by_all_of_them() {
+    let env = setup(None).await;
+    let pypi = "/api/packages/pypi/download?name=foo&version=1.0&filename=foo-1.0.tar.gz";
+    env.proget.set(pypi, Behavior::bytes(b"sdist".to_vec()));
+    let deb = |arch: &str| {
+        format!("/api/packages/debs/download?name=tool&version=2.0&arch={arch}&component=main&distro=stable")
+    };
+    env.proget
+        .set(&deb("amd64"), Behavior::bytes(b"amd64 build".to_vec()));
+    env.proget
+        .set(&deb("arm64"), Behavior::bytes(b"arm64 build".to_vec()));
+
+    let p = |s: &str| env.proxy.url(s);
+    for _ in 0..2 {
+        let (s, _, b) = get(&p(
+            "/api/packages/pypi/download?name=foo&version=1.0&filename=foo-1.0.tar.gz",
+        ))
+        .await;
+        assert_eq!((s, b.as_slice()), (200, &b"sdist"[..]));
+        // Parameters in any order are one request.
+        let (s, _, b) = get(&p(
+            "/api/packages/debs/download?distro=stable&arch=amd64&name=tool&component=main&version=2.0",
+        ))
+        .await;
+        assert_eq!((s, b.as_slice()), (200, &b"amd64 build"[..]));
+        let (s, _, b) = get(&p(
+            "/api/packages/debs/download?name=tool&version=2.0&component=main&distro=stable&arch=arm64",
+        ))
+        .await;
+        assert_eq!((s, b.as_slice()), (200, &b"arm64 build"[..]));
+    }
+    assert_eq!(env.proget.hits(pypi), 1);
+    assert_eq!(env.proget.hits(&deb("amd64")), 1);
+    assert_eq!(env.proget.hits(&deb("arm64")), 1);
+}

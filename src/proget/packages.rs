@@ -71,7 +71,8 @@ impl App {
         // `name`/`version` alone do not say what kind of feed this is. When
         // they could be a NuGet package, look in both places before asking the
         // upstream whether the feed is a NuGet feed.
-        let plain = q.kind.is_none() && q.group.is_none() && q.qualifier.is_none();
+        let plain =
+            q.kind.is_none() && q.group.is_none() && q.qualifier.is_none() && q.extra.is_empty();
         if plain {
             if let (Ok(id), Ok(v)) = (normalize_id(&q.name), normalize_version(version)) {
                 let flat = CacheKey::flat_file(&feed_ref, &id, &v, FlatFile::Nupkg);
@@ -132,6 +133,9 @@ pub fn upstream_query(op: &PackagesOp, q: &PackageQuery) -> String {
             }
         }
     }
+    for (name, value) in &q.extra {
+        s.append_pair(name, value);
+    }
     s.finish()
 }
 
@@ -175,6 +179,7 @@ mod tests {
             version: v.map(Into::into),
             qualifier: None,
             stable_only: true,
+            extra: Vec::new(),
         }
     }
 
@@ -201,6 +206,25 @@ mod tests {
                 Versions,
                 q(None, None, "Foo", Some("1.0")),
                 "name=Foo&version=1.0",
+            ),
+            (
+                Download,
+                PackageQuery {
+                    extra: vec![("filename".into(), "Foo-1.0.tar.gz".into())],
+                    ..q(None, None, "Foo", Some("1.0"))
+                },
+                "name=Foo&version=1.0&filename=Foo-1.0.tar.gz",
+            ),
+            (
+                Download,
+                PackageQuery {
+                    extra: vec![
+                        ("arch".into(), "amd64".into()),
+                        ("distro".into(), "stable".into()),
+                    ],
+                    ..q(Some("deb"), None, "x", Some("2"))
+                },
+                "purl=pkg%3Adeb%2Fx%402&arch=amd64&distro=stable",
             ),
         ];
         for (op, pq, want) in table {

@@ -42,6 +42,7 @@ impl App {
             version: None,
             qualifier: None,
             stable_only: false,
+            extra: Vec::new(),
         };
         let (url, key) = self.packages_meta(feed, &PackagesOp::Latest, &q)?;
         let (entry, _) = self.metadata.get(&key, &url, &Transform::None).await?;

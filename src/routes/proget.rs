@@ -30,7 +30,22 @@ pub struct PackageQuery {
     /// Purl qualifiers or `qualifier=`, passed through.
     pub qualifier: Option<String>,
     pub stable_only: bool,
+    /// Every other parameter (a PyPI `filename`, Debian `component`,
+    /// `distro`, `arch`, and any the client sends), sorted by name then
+    /// value: sent upstream and part of the cache key, so distinct files
+    /// never share an entry and equal requests always do.
+    pub extra: Vec<(String, String)>,
 }
+
+/// Parameters of the packages API that `PackageQuery` holds by name.
+const KNOWN: [&str; 6] = [
+    "purl",
+    "group",
+    "name",
+    "version",
+    "qualifier",
+    "stableOnly",
+];
 
 /// `/upack/{feed}/{op}/...`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +94,20 @@ pub fn packages(
         }
     };
     let stable_only = field("stableOnly")?.is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let mut extra = Vec::new();
+    for (name, value) in q.pairs() {
+        if KNOWN.iter().any(|k| k.eq_ignore_ascii_case(name)) {
+            continue;
+        }
+        if name.len() > MAX_NAME
+            || value.len() > MAX_NAME
+            || format!("{name}{value}").chars().any(char::is_control)
+        {
+            return Err(bad(format!("invalid {name}")));
+        }
+        extra.push((name.clone(), value.clone()));
+    }
+    extra.sort();
     let pq = match field("purl")? {
         Some(p) => {
             let p = purl::parse(&p).map_err(bad)?;
@@ -89,6 +118,7 @@ pub fn packages(
                 version: p.version,
                 qualifier: p.qualifiers,
                 stable_only,
+                extra,
             }
         }
         None => PackageQuery {
@@ -98,6 +128,7 @@ pub fn packages(
             version: field("version")?,
             qualifier: field("qualifier")?,
             stable_only,
+            extra,
         },
     };
     if op == PackagesOp::Download && pq.version.is_none() {
@@ -190,6 +221,7 @@ mod tests {
             version: version.map(Into::into),
             qualifier: None,
             stable_only: false,
+            extra: Vec::new(),
         }
     }
 
@@ -233,6 +265,23 @@ mod tests {
                     PackageQuery {
                         stable_only: true,
                         ..pq("Foo", None)
+                    },
+                ),
+            ),
+            (
+                "feed",
+                "download",
+                // Any other parameter is kept, sorted, never dropped.
+                Some("name=Foo&version=1&distro=stable&arch=amd64&component=main"),
+                ok(
+                    PackagesOp::Download,
+                    PackageQuery {
+                        extra: vec![
+                            ("arch".into(), "amd64".into()),
+                            ("component".into(), "main".into()),
+                            ("distro".into(), "stable".into()),
+                        ],
+                        ..pq("Foo", Some("1"))
                     },
                 ),
             ),

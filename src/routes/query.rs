@@ -62,6 +62,11 @@ impl Query {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Every decoded pair in order, credentials excepted.
+    pub fn pairs(&self) -> &[(String, String)] {
+        &self.pairs
+    }
+
     /// The client credential in the query, if any.
     pub fn credential(&self) -> Option<&str> {
         self.credential.as_deref()
