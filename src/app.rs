@@ -386,7 +386,7 @@ pub(crate) fn generated(body: Bytes, content_type: &str) -> Reply {
     }
 }
 
-fn found_reply(found: Found) -> Reply {
+pub(crate) fn found_reply(found: Found) -> Reply {
     match found {
         Found::Memory(m) => Reply {
             meta: m.meta.clone(),

@@ -295,3 +295,81 @@ async fn single_files_are_served_while_the_disk_takes_no_writes() {
         "not kept while the disk is down"
     );
 }
+
+/// `download?contentOnly=zip|tgz` (issue #10 point 5): made locally from the
+/// cached package, exactly the files under `package/` without that prefix
+/// and without `upack.json`; the upstream is asked for the package once.
+#[tokio::test]
+async fn content_only_archives_are_made_from_the_cached_package() {
+    use std::io::Read;
+    let env = setup(None).await;
+    let big = blob(300_000, 8);
+    let pkg = upack(
+        "g",
+        "tool",
+        "1.0.0",
+        &[
+            ("package/readme.txt", b"hi"),
+            ("package/bin/tool.dll", &big),
+        ],
+    );
+    let up_path = "/upack/assets/download/g/tool/1.0.0";
+    env.proget.set(up_path, Behavior::bytes(pkg));
+    let url = |f: &str| {
+        env.proxy.url(&format!(
+            "/upack/assets/download/g/tool/1.0.0?contentOnly={f}"
+        ))
+    };
+    let want = |mut files: Vec<(String, Vec<u8>)>| {
+        files.sort();
+        assert_eq!(
+            files,
+            vec![
+                ("bin/tool.dll".to_string(), big.clone()),
+                ("readme.txt".to_string(), b"hi".to_vec())
+            ]
+        );
+    };
+    for _ in 0..2 {
+        let (s, h, b) = get(&url("zip")).await;
+        assert_eq!(
+            (s, h["content-type"].to_str().unwrap()),
+            (200, "application/zip")
+        );
+        let mut z = zip::ZipArchive::new(std::io::Cursor::new(b)).unwrap();
+        let files = (0..z.len())
+            .map(|i| {
+                let mut f = z.by_index(i).unwrap();
+                let mut body = Vec::new();
+                f.read_to_end(&mut body).unwrap();
+                (f.name().to_owned(), body)
+            })
+            .collect();
+        want(files);
+
+        let (s, h, b) = get(&url("tgz")).await;
+        assert_eq!(
+            (s, h["content-type"].to_str().unwrap()),
+            (200, "application/gzip")
+        );
+        let mut t = tar::Archive::new(flate2::read::GzDecoder::new(&b[..]));
+        let files = t
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let mut e = e.unwrap();
+                let mut body = Vec::new();
+                e.read_to_end(&mut body).unwrap();
+                (e.path().unwrap().to_string_lossy().into_owned(), body)
+            })
+            .collect();
+        want(files);
+    }
+    assert_eq!(
+        env.proget.hits(up_path),
+        1,
+        "one fetch for both archives, twice"
+    );
+    let (s, _, _) = get(&url("rar")).await;
+    assert_eq!(s, 400);
+}

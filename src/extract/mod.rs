@@ -2,10 +2,12 @@
 //! central directory (parsed once per package and kept, `directory.rs`),
 //! streamed in blocks, under limits a hostile package cannot get around.
 
+mod content;
 mod directory;
 mod eocd;
 mod path;
 
+pub use content::{content_archive, ContentFormat};
 pub use directory::{DirKey, Directories};
 pub use path::{entry_path, MAX_PATH};
 

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use crate::app::{App, Body, Reply};
 use crate::cache::{etag_of, now_secs, Found, Freshness, Meta};
 use crate::error::AppError;
-use crate::extract::{extract, DirKey, ExtractError, Limits, Package};
+use crate::extract::{
+    content_archive, extract, ContentFormat, DirKey, ExtractError, Limits, Package,
+};
 use crate::keys::CacheKey;
 use crate::metadata::Transform;
 use crate::routes::{semver_of, PackageQuery, PackagesOp, UpackId, UpackOp, UpackVersion};
@@ -29,6 +31,7 @@ impl App {
             UpackOp::Download => self.upack_blob(feed, id, &version, false).await,
             UpackOp::Vpack => self.upack_blob(feed, id, &version, true).await,
             UpackOp::File(path) => self.upack_file(feed, id, &version, path).await,
+            UpackOp::Content(f) => self.upack_content(feed, id, &version, *f).await,
         }
     }
 
@@ -106,35 +109,7 @@ impl App {
         path: &str,
     ) -> Result<Reply, AppError> {
         let (key, url) = self.upack_key_url(feed, id, version, false)?;
-        let (pkg, meta, cache) = match self.cache.get(&key).await? {
-            Some(Found::Memory(m)) => (Package::Bytes(m.body.clone()), m.meta.clone(), "HIT"),
-            Some(Found::Disk(d)) => {
-                let pkg = match &d.map {
-                    Some(m) => Package::Bytes(m.clone()),
-                    None => Package::File {
-                        file: d.file.clone(),
-                        offset: d.offset,
-                        len: d.len,
-                    },
-                };
-                (pkg, d.meta.clone(), "HIT")
-            }
-            None => {
-                let check = Some(self.cache.package_check);
-                let (fill, _) =
-                    self.cache
-                        .fill_blob(&key, url.clone(), self.upstream.clone(), check);
-                let (pkg, meta) = match fill.reader().complete().await {
-                    // No disk to hold it: the package is read into memory
-                    // for this request only (bounded), then dropped.
-                    Err(AppError::Cache(_)) if !self.cache.disk.writable.ok() => {
-                        self.package_in_memory(&url).await?
-                    }
-                    other => other?,
-                };
-                (pkg, meta, "MISS")
-            }
-        };
+        let (pkg, meta, cache) = self.upack_package(&key, url).await?;
         let limits = Limits::from(&self.config.extract);
         let dir = DirKey::new(key.clone(), meta.etag.clone(), pkg.len());
         let dirs = self.directories.clone();
@@ -165,6 +140,93 @@ impl App {
             meta: Arc::new(meta),
             body: Body::Extract(extracted),
             cache,
+        })
+    }
+
+    /// The whole package for local work on it (one file, a content archive):
+    /// cached, else fetched once into the cache (or into memory while the
+    /// disk takes no writes).
+    async fn upack_package(
+        &self,
+        key: &CacheKey,
+        url: url::Url,
+    ) -> Result<(Package, Arc<Meta>, &'static str), AppError> {
+        let found = match self.cache.get(key).await? {
+            Some(Found::Memory(m)) => (Package::Bytes(m.body.clone()), m.meta.clone(), "HIT"),
+            Some(Found::Disk(d)) => {
+                let pkg = match &d.map {
+                    Some(m) => Package::Bytes(m.clone()),
+                    None => Package::File {
+                        file: d.file.clone(),
+                        offset: d.offset,
+                        len: d.len,
+                    },
+                };
+                (pkg, d.meta.clone(), "HIT")
+            }
+            None => {
+                let check = Some(self.cache.package_check);
+                let (fill, _) =
+                    self.cache
+                        .fill_blob(key, url.clone(), self.upstream.clone(), check);
+                let (pkg, meta) = match fill.reader().complete().await {
+                    // No disk to hold it: the package is read into memory
+                    // for this request only (bounded), then dropped.
+                    Err(AppError::Cache(_)) if !self.cache.disk.writable.ok() => {
+                        self.package_in_memory(&url).await?
+                    }
+                    other => other?,
+                };
+                (pkg, meta, "MISS")
+            }
+        };
+        Ok(found)
+    }
+
+    /// `download?contentOnly=zip|tgz`: made from the package once, then kept
+    /// as an immutable entry derived from it.
+    async fn upack_content(
+        &self,
+        feed: &str,
+        id: &UpackId,
+        version: &str,
+        format: ContentFormat,
+    ) -> Result<Reply, AppError> {
+        let (key, url) = self.upack_key_url(feed, id, version, false)?;
+        let derived = CacheKey::from(format!("{}-content.{}", key.as_str(), format.ext()));
+        if let Some(found) = self.cache.get(&derived).await? {
+            return Ok(crate::app::found_reply(found));
+        }
+        let (pkg, meta, _) = self.upack_package(&key, url).await?;
+        let limits = Limits::from(&self.config.extract);
+        let dir = DirKey::new(key.clone(), meta.etag.clone(), pkg.len());
+        let made =
+            content_archive(pkg, format, limits, self.directories.clone(), dir.clone()).await;
+        let body = match made {
+            Ok(b) => b,
+            Err(e @ ExtractError::Corrupt(_)) => {
+                tracing::warn!(key = %key, error = %e, "dropping unreadable package");
+                self.directories.remove(&dir);
+                self.cache.remove(&key).await?;
+                return Err(e.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let derived_meta = Meta {
+            freshness: Freshness::Immutable,
+            content_type: format.content_type().into(),
+            content_encoding: None,
+            etag: etag_of(format!("{}|content.{}", meta.etag, format.ext()).as_bytes()),
+            upstream_etag: None,
+            last_modified: meta.last_modified.clone(),
+            stored_at: now_secs(),
+            templated: false,
+        };
+        let m = self.cache.put(&derived, derived_meta, body).await?;
+        Ok(Reply {
+            meta: m.meta.clone(),
+            body: Body::Bytes(m.body.clone()),
+            cache: "MISS",
         })
     }
 }

@@ -85,6 +85,7 @@ impl Route {
                 UpackOp::Download => "upack_download",
                 UpackOp::File(_) => "upack_file",
                 UpackOp::Vpack => "upack_vpack",
+                UpackOp::Content(_) => "upack_content",
             },
         }
     }

@@ -54,6 +54,8 @@ pub enum UpackOp {
     /// `download-file` with its validated `path`.
     File(String),
     Vpack,
+    /// `download?contentOnly=zip|tgz`: the content files, made locally.
+    Content(crate::extract::ContentFormat),
 }
 
 /// A universal package name; `group` may be empty and may contain `/`.
@@ -150,7 +152,13 @@ pub fn upack(
     let feed = feed_of(feed)?;
     let latest = q.get("latest").is_some_and(|v| v.is_empty() || v == "true");
     let op = match op {
-        "download" => UpackOp::Download,
+        "download" => match q.get("contentOnly") {
+            None => UpackOp::Download,
+            Some(f) => UpackOp::Content(
+                crate::extract::ContentFormat::parse(f)
+                    .ok_or_else(|| bad("contentOnly must be zip or tgz"))?,
+            ),
+        },
         "download-vpack" => UpackOp::Vpack,
         "download-file" => {
             let p = q.get("path").ok_or_else(|| bad("path is required"))?;
