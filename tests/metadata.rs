@@ -261,3 +261,69 @@ async fn vulnerability_data_is_served_through_feedcache() {
         1
     );
 }
+
+/// README and icon (issue #10 point 2): cached as immutable per package
+/// version with the upstream's type, one entry for every ID and version
+/// spelling.
+#[tokio::test]
+async fn readme_and_icon_are_cached_once_for_every_spelling() {
+    let (up, proxy, _dir) = setup(&[]).await;
+    let typed = |ty: &str, body: &[u8]| Behavior::Ok {
+        status: 200,
+        headers: vec![("Content-Type".into(), ty.into())],
+        body: body.to_vec(),
+    };
+    up.set(
+        "/v3-flatcontainer/demo.pkg/1.0.0/readme",
+        typed("text/markdown", b"# Demo"),
+    );
+    let png = b"\x89PNG\r\n\x1a\nnot really".to_vec();
+    up.set(
+        "/v3-flatcontainer/demo.pkg/1.0.0/icon",
+        typed("image/png", &png),
+    );
+    for spelling in ["Demo.Pkg/1.0.0", "demo.pkg/1.0.0.0", "DEMO.PKG/1.0"] {
+        let (s, h, b) = get(&proxy.url(&format!("/v3/flatcontainer/{spelling}/readme"))).await;
+        assert_eq!(
+            (s, h["content-type"].to_str().unwrap()),
+            (200, "text/markdown")
+        );
+        assert_eq!(b, b"# Demo");
+        let (s, h, b) = get(&proxy.url(&format!("/v3/flatcontainer/{spelling}/icon"))).await;
+        assert_eq!((s, h["content-type"].to_str().unwrap()), (200, "image/png"));
+        assert_eq!(b, png);
+    }
+    assert_eq!(up.hits("/v3-flatcontainer/demo.pkg/1.0.0/readme"), 1);
+    assert_eq!(up.hits("/v3-flatcontainer/demo.pkg/1.0.0/icon"), 1);
+}
+
+/// Registration documents keep `listed`, `deprecation` and
+/// `vulnerabilities` exactly (issue #10 point 3); only upstream URLs change.
+#[tokio::test]
+async fn registration_keeps_listed_deprecation_and_vulnerabilities() {
+    let (up, proxy, _dir) = setup(&[]).await;
+    let leaf = r#"{"@id":"{base}/v3/registration5-semver1/old.pkg/index.json","items":[{"items":[{"catalogEntry":{
+ "id":"Old.Pkg","version":"1.0.0","listed":false,
+ "deprecation":{"reasons":["Legacy","CriticalBugs"],"message":"use New.Pkg","alternatePackage":{"id":"New.Pkg","range":"[2.0.0, )"}},
+ "vulnerabilities":[{"advisoryUrl":"https://github.com/advisories/GHSA-test","severity":"2"}]},
+ "packageContent":"{base}/v3-flatcontainer/old.pkg/1.0.0/old.pkg.1.0.0.nupkg"}]}]}"#;
+    up.set(
+        "/v3/registration5-semver1/old.pkg/index.json",
+        Behavior::json(leaf),
+    );
+    let (s, _, b) =
+        get(&proxy.url("/v3/registration/registration5-semver1/old.pkg/index.json")).await;
+    assert_eq!(s, 200);
+    assert_no_upstream(&b, &up);
+    let got: serde_json::Value = serde_json::from_slice(&b).unwrap();
+    let want: serde_json::Value =
+        serde_json::from_str(&leaf.replace("{base}", &up.base())).unwrap();
+    let entry = |v: &serde_json::Value| v["items"][0]["items"][0]["catalogEntry"].clone();
+    for field in ["listed", "deprecation", "vulnerabilities"] {
+        assert_eq!(entry(&got)[field], entry(&want)[field], "{field}");
+    }
+    assert!(got["items"][0]["items"][0]["packageContent"]
+        .as_str()
+        .unwrap()
+        .starts_with(&proxy.base));
+}
