@@ -115,16 +115,7 @@ impl App {
         let dirs = self.directories.clone();
         let extracted = match extract(pkg, path.to_owned(), limits, dirs, dir.clone()).await {
             Ok(e) => e,
-            Err(e @ ExtractError::Corrupt(_)) => {
-                // A cached copy that no longer reads as a zip (damaged on
-                // disk): drop it, and the directory kept for it, so the next
-                // request fetches it again.
-                tracing::warn!(key = %key, error = %e, "dropping unreadable package");
-                self.directories.remove(&dir);
-                self.cache.remove(&key).await?;
-                return Err(e.into());
-            }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(self.package_failed(&key, &dir, e).await),
         };
         let meta = Meta {
             freshness: Freshness::Immutable,
@@ -183,6 +174,20 @@ impl App {
         Ok(found)
     }
 
+    /// The error for a failed read of a cached package. One that no longer
+    /// reads as a zip (damaged on disk) is dropped, with the directory kept
+    /// for it, so the next request fetches it again.
+    async fn package_failed(&self, key: &CacheKey, dir: &DirKey, e: ExtractError) -> AppError {
+        if matches!(e, ExtractError::Corrupt(_)) {
+            tracing::warn!(key = %key, error = %e, "dropping unreadable package");
+            self.directories.remove(dir);
+            if let Err(r) = self.cache.remove(key).await {
+                return r.into();
+            }
+        }
+        e.into()
+    }
+
     /// `download?contentOnly=zip|tgz`: made from the package once, then kept
     /// as an immutable entry derived from it.
     async fn upack_content(
@@ -204,13 +209,7 @@ impl App {
             content_archive(pkg, format, limits, self.directories.clone(), dir.clone()).await;
         let body = match made {
             Ok(b) => b,
-            Err(e @ ExtractError::Corrupt(_)) => {
-                tracing::warn!(key = %key, error = %e, "dropping unreadable package");
-                self.directories.remove(&dir);
-                self.cache.remove(&key).await?;
-                return Err(e.into());
-            }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(self.package_failed(&key, &dir, e).await),
         };
         let derived_meta = Meta {
             freshness: Freshness::Immutable,
