@@ -58,6 +58,7 @@ impl AppError {
             AppError::NotFound | AppError::Unconfigured(_) => 404,
             AppError::Upstream(UpstreamError::Timeout(_)) => 504,
             AppError::Upstream(UpstreamError::Offline) => 503,
+            AppError::Upstream(UpstreamError::Refused { status, .. }) => *status,
             AppError::Upstream(_) | AppError::BadUpstream(_) => 502,
             AppError::Cache(_) | AppError::Internal(_) => 500,
             AppError::RangeNotSatisfiable(_) => 416,
@@ -131,6 +132,11 @@ impl AppError {
             AppError::Upstream(UpstreamError::Offline) => {
                 "not cached, and feedcache is offline (no upstream is contacted)".into()
             }
+            AppError::Upstream(UpstreamError::Refused {
+                host,
+                status,
+                message,
+            }) => format!("{host} refused the request ({status}): {message}"),
             AppError::Upstream(e) => format!("upstream failed: {e}"),
             AppError::BadUpstream(_) => "upstream sent an unusable response".into(),
             AppError::Cache(_) => "cache error".into(),
@@ -151,6 +157,16 @@ mod tests {
     #[test]
     fn statuses() {
         let table: Vec<(AppError, u16)> = vec![
+            (
+                UpstreamError::Refused {
+                    host: "h".into(),
+                    status: 403,
+                    message: "no".into(),
+                }
+                .into(),
+                403,
+            ),
+            (UpstreamError::Offline.into(), 503),
             (RouteError::NotFound.into(), 404),
             (RouteError::MethodNotAllowed.into(), 405),
             (RouteError::TooLong.into(), 414),

@@ -39,6 +39,54 @@ pub enum UpstreamError {
     /// Offline mode: no upstream is contacted.
     #[error("offline mode: no upstream is contacted")]
     Offline,
+    /// The upstream refused the request (400 or 403), in its own words.
+    #[error("{host} answered {status}: {message}")]
+    Refused {
+        host: String,
+        status: u16,
+        message: String,
+    },
+}
+
+/// The most of an upstream's refusal read for its message.
+const REFUSAL_READ: usize = 1024;
+/// The most of that message passed on.
+const REFUSAL_SHOWN: usize = 200;
+
+/// The error for an upstream's non-success answer. A 400 or 403 goes to
+/// the client with the upstream's status and the first line of its body
+/// (ProGet says what was wrong with the identifiers or the key); other
+/// statuses map as `AppError::from_upstream_status` says.
+pub async fn refusal(url: &Url, mut resp: reqwest::Response) -> crate::error::AppError {
+    let status = resp.status().as_u16();
+    if !matches!(status, 400 | 403) {
+        return crate::error::AppError::from_upstream_status(url, status);
+    }
+    let mut body = Vec::new();
+    while body.len() < REFUSAL_READ {
+        match resp.chunk().await {
+            Ok(Some(c)) => body.extend_from_slice(&c),
+            _ => break,
+        }
+    }
+    body.truncate(REFUSAL_READ);
+    let text = String::from_utf8_lossy(&body);
+    // One line of plain text: no control characters can reach the client.
+    let message: String = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("")
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(REFUSAL_SHOWN)
+        .collect();
+    UpstreamError::Refused {
+        host: host_of(url),
+        status,
+        message,
+    }
+    .into()
 }
 
 /// Optional request headers for one upstream GET.

@@ -329,3 +329,45 @@ async fn packages_api_passes_every_identifier_and_keys_by_all_of_them() {
     assert_eq!(env.proget.hits(&deb("amd64")), 1);
     assert_eq!(env.proget.hits(&deb("arm64")), 1);
 }
+
+/// The upstream's refusals reach the client with its status and its words
+/// (issue #10 point 4): ProGet explains what was wrong.
+#[tokio::test]
+async fn upstream_refusals_keep_their_status_and_message() {
+    let env = setup(None).await;
+    let said = |status: u16, text: &str| Behavior::Ok {
+        status,
+        headers: vec![("Content-Type".into(), "text/plain".into())],
+        body: format!("{text}\r\nsecond line\u{1b}[31m").into_bytes(),
+    };
+    env.proget.set(
+        "/api/packages/pypi/download?name=foo&version=1.0",
+        said(400, "A filename is required to download a PyPI package."),
+    );
+    env.proget.set(
+        "/api/packages/locked/versions?name=foo",
+        said(403, "The API key does not grant View_Feed on locked."),
+    );
+    let host = env.proget.base().trim_start_matches("http://").to_owned();
+    let table = [
+        (
+            "/api/packages/pypi/download?name=foo&version=1.0",
+            400,
+            "A filename is required to download a PyPI package.",
+        ),
+        (
+            "/api/packages/locked/versions?name=foo",
+            403,
+            "The API key does not grant View_Feed on locked.",
+        ),
+    ];
+    for (path, status, text) in table {
+        let (s, _, b) = get(&env.proxy.url(path)).await;
+        assert_eq!(s, status, "{path}");
+        assert_eq!(
+            String::from_utf8(b).unwrap(),
+            format!("{host} refused the request ({status}): {text}\n"),
+            "one line, the upstream's first"
+        );
+    }
+}

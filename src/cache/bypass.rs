@@ -34,7 +34,7 @@ impl Cache {
     ) -> Result<Passthrough, AppError> {
         let resp = upstream.get(url, &Request::default()).await?;
         if !resp.status().is_success() {
-            return Err(AppError::from_upstream_status(url, resp.status().as_u16()));
+            return Err(crate::upstream::refusal(url, resp).await);
         }
         crate::metrics::get().disk_bypassed();
         let len = resp.content_length();

@@ -94,7 +94,7 @@ impl Cache {
         }
         let resp = upstream.get(url, &Request::default()).await?;
         if !resp.status().is_success() {
-            let e = AppError::from_upstream_status(url, resp.status().as_u16());
+            let e = crate::upstream::refusal(url, resp).await;
             if matches!(e, AppError::NotFound) {
                 self.negative.insert(key.clone(), false);
             }
