@@ -94,6 +94,23 @@ impl AppError {
         }
     }
 
+    /// The error for an upstream's non-success answer. A 400 or 403 goes
+    /// to the client with the upstream's status and the first line of its
+    /// body (ProGet says what was wrong with the identifiers or the key);
+    /// other statuses map as `from_upstream_status` says.
+    pub async fn from_upstream_response(url: &url::Url, resp: reqwest::Response) -> AppError {
+        let status = resp.status().as_u16();
+        if !matches!(status, 400 | 403) {
+            return AppError::from_upstream_status(url, status);
+        }
+        UpstreamError::Refused {
+            host: crate::upstream::host_of(url),
+            status,
+            message: crate::upstream::first_line(resp).await,
+        }
+        .into()
+    }
+
     /// Everything the client is told: status, a one-line text body (details
     /// stay in the log) and the headers this error calls for.
     pub fn response(&self) -> ErrorResponse {

@@ -231,7 +231,7 @@ impl MetadataStore {
             return Err(AppError::NotFound);
         }
         if status != 200 {
-            return Err(crate::upstream::refusal(url, resp).await);
+            return Err(AppError::from_upstream_response(url, resp).await);
         }
         let header = |n: http::header::HeaderName| {
             resp.headers()

@@ -53,15 +53,10 @@ const REFUSAL_READ: usize = 1024;
 /// The most of that message passed on.
 const REFUSAL_SHOWN: usize = 200;
 
-/// The error for an upstream's non-success answer. A 400 or 403 goes to
-/// the client with the upstream's status and the first line of its body
-/// (ProGet says what was wrong with the identifiers or the key); other
-/// statuses map as `AppError::from_upstream_status` says.
-pub async fn refusal(url: &Url, mut resp: reqwest::Response) -> crate::error::AppError {
-    let status = resp.status().as_u16();
-    if !matches!(status, 400 | 403) {
-        return crate::error::AppError::from_upstream_status(url, status);
-    }
+/// The first line of an upstream's answer, for a refusal passed on to the
+/// client: read from at most 1 KiB, control characters removed, 200
+/// characters at most.
+pub async fn first_line(mut resp: reqwest::Response) -> String {
     let mut body = Vec::new();
     while body.len() < REFUSAL_READ {
         match resp.chunk().await {
@@ -72,21 +67,14 @@ pub async fn refusal(url: &Url, mut resp: reqwest::Response) -> crate::error::Ap
     body.truncate(REFUSAL_READ);
     let text = String::from_utf8_lossy(&body);
     // One line of plain text: no control characters can reach the client.
-    let message: String = text
-        .lines()
+    text.lines()
         .map(str::trim)
         .find(|l| !l.is_empty())
         .unwrap_or("")
         .chars()
         .filter(|c| !c.is_control())
         .take(REFUSAL_SHOWN)
-        .collect();
-    UpstreamError::Refused {
-        host: host_of(url),
-        status,
-        message,
-    }
-    .into()
+        .collect()
 }
 
 /// Optional request headers for one upstream GET.

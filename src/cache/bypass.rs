@@ -34,7 +34,7 @@ impl Cache {
     ) -> Result<Passthrough, AppError> {
         let resp = upstream.get(url, &Request::default()).await?;
         if !resp.status().is_success() {
-            return Err(crate::upstream::refusal(url, resp).await);
+            return Err(AppError::from_upstream_response(url, resp).await);
         }
         crate::metrics::get().disk_bypassed();
         let len = resp.content_length();

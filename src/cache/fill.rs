@@ -94,7 +94,7 @@ impl Cache {
         }
         let resp = upstream.get(url, &Request::default()).await?;
         if !resp.status().is_success() {
-            let e = crate::upstream::refusal(url, resp).await;
+            let e = AppError::from_upstream_response(url, resp).await;
             if matches!(e, AppError::NotFound) {
                 self.negative.insert(key.clone(), false);
             }
