@@ -126,6 +126,8 @@ impl MetadataStore {
         transform: &Transform,
         force: bool,
     ) -> Result<(Arc<MemEntry>, Outcome), AppError> {
+        // Offline, a forced revalidation is an ordinary read of the cache.
+        let force = force && !self.upstream.is_offline();
         if self.cache.negative.contains_key(key) {
             return Err(AppError::NotFound);
         }
@@ -555,6 +557,10 @@ mod tests {
         let (entry, outcome) = t.get().await.unwrap();
         assert_eq!((outcome, &entry.body[..]), (Outcome::Stale, V1.as_bytes()));
         t.settled().await;
+        assert_eq!(t.hits(), 1);
+        // A forced revalidation (e.g. after a 404) reads the cache too.
+        let forced = within(t.store.revalidate(&t.key, &t.url, &Transform::None)).await;
+        assert_eq!(forced.unwrap().1, Outcome::Stale);
         assert_eq!(t.hits(), 1);
     }
 }
