@@ -40,7 +40,9 @@ impl Writable {
     /// Whether writes should be attempted now.
     pub fn ok(&self) -> bool {
         let ok = self.now_ms() >= self.down_until.load(Ordering::Relaxed);
-        if ok && self.down.swap(false, Ordering::Relaxed) {
+        // Read first: the common case (never down) writes nothing to this
+        // line, which every fill on every worker reads.
+        if ok && self.down.load(Ordering::Relaxed) && self.down.swap(false, Ordering::Relaxed) {
             tracing::info!("retrying writes to the cache disk");
         }
         ok

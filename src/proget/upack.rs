@@ -117,16 +117,7 @@ impl App {
             Ok(e) => e,
             Err(e) => return Err(self.package_failed(&key, &dir, e).await),
         };
-        let meta = Meta {
-            freshness: Freshness::Immutable,
-            content_type: content_type(path).into(),
-            content_encoding: None,
-            etag: etag_of(format!("{}|{path}", meta.etag).as_bytes()),
-            upstream_etag: None,
-            last_modified: meta.last_modified.clone(),
-            stored_at: now_secs(),
-            templated: false,
-        };
+        let meta = derived(&meta, content_type(path), path);
         Ok(Reply {
             meta: Arc::new(meta),
             body: Body::Extract(extracted),
@@ -198,8 +189,8 @@ impl App {
         format: ContentFormat,
     ) -> Result<Reply, AppError> {
         let (key, url) = self.upack_key_url(feed, id, version, false)?;
-        let derived = CacheKey::from(format!("{}-content.{}", key.as_str(), format.ext()));
-        if let Some(found) = self.cache.get(&derived).await? {
+        let content_key = CacheKey::from(format!("{}-content.{}", key.as_str(), format.ext()));
+        if let Some(found) = self.cache.get(&content_key).await? {
             return Ok(crate::app::found_reply(found));
         }
         let (pkg, meta, _) = self.upack_package(&key, url).await?;
@@ -211,26 +202,22 @@ impl App {
             Ok(b) => b,
             Err(e) => return Err(self.package_failed(&key, &dir, e).await),
         };
-        let derived_meta = Meta {
-            freshness: Freshness::Immutable,
-            content_type: format.content_type().into(),
-            content_encoding: None,
-            etag: etag_of(format!("{}|content.{}", meta.etag, format.ext()).as_bytes()),
-            upstream_etag: None,
-            last_modified: meta.last_modified.clone(),
-            stored_at: now_secs(),
-            templated: false,
-        };
-        let m = self.cache.put(&derived, derived_meta, body).await?;
+        let tag = format!("content.{}", format.ext());
+        let m = self
+            .cache
+            .put(
+                &content_key,
+                derived(&meta, format.content_type(), &tag),
+                body,
+            )
+            .await?;
         Ok(Reply {
             meta: m.meta.clone(),
             body: Body::Bytes(m.body.clone()),
             cache: "MISS",
         })
     }
-}
 
-impl App {
     /// A whole package fetched into memory, uncached and checked like a
     /// fill: what `download-file` uses while the cache disk takes no writes.
     async fn package_in_memory(&self, url: &url::Url) -> Result<(Package, Arc<Meta>), AppError> {
@@ -259,6 +246,22 @@ impl App {
 /// Largest package read into memory for `download-file` while the cache
 /// disk takes no writes; larger ones fail until the disk is back.
 const IN_MEMORY_MAX: u64 = 256 * 1024 * 1024;
+
+/// The meta of something made from a package (one file, a content
+/// archive): immutable, with its own type and an ETag derived from the
+/// package's and `what`.
+fn derived(pkg: &Meta, content_type: &str, what: &str) -> Meta {
+    Meta {
+        freshness: Freshness::Immutable,
+        content_type: content_type.into(),
+        content_encoding: None,
+        etag: etag_of(format!("{}|{what}", pkg.etag).as_bytes()),
+        upstream_etag: None,
+        last_modified: pkg.last_modified.clone(),
+        stored_at: now_secs(),
+        templated: false,
+    }
+}
 
 /// A media type from the file extension; unknown types are plain bytes.
 /// Files out of an upstream's package must never run as pages of
