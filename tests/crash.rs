@@ -136,11 +136,19 @@ async fn entries_torn_by_a_power_cut_are_refetched_not_served() {
         let (s, _, b) = get(&url(&proxy, n)).await;
         assert_eq!((s, &b), (200, body));
     }
+    let key = |n: &str| format!("nuget/flat/{n}/1.0.0/{n}.1.0.0.nupkg");
+    // A streaming fill publishes its entry just after the last byte reached
+    // the client: wait for all four files before the cut.
+    eventually(async || {
+        names
+            .iter()
+            .all(|n| entry_file(dir.path(), &key(n)).exists())
+    })
+    .await;
     proxy.kill();
 
     // The cut: nothing was known to be durable, and three files are torn.
     let _ = std::fs::remove_file(dir.path().join("durable"));
-    let key = |n: &str| format!("nuget/flat/{n}/1.0.0/{n}.1.0.0.nupkg");
     let short = entry_file(dir.path(), &key("short"));
     let len = std::fs::metadata(&short).unwrap().len();
     std::fs::OpenOptions::new()
