@@ -250,7 +250,7 @@ impl App {
         let key = CacheKey::flat_index(feed, id);
         let entry = match self.metadata.revalidate(&key, &url, &Transform::None).await {
             Ok((entry, _)) => entry,
-            Err(AppError::NotFound) => return Ok(false),
+            Err(e) if e.is_not_found() => return Ok(false),
             Err(e) => return Err(e),
         };
         let (body, want) = (entry.body.clone(), version.to_owned());

@@ -96,19 +96,37 @@ impl AppError {
 
     /// The error for an upstream's non-success answer. A 400 or 403 goes
     /// to the client with the upstream's status and the first line of its
-    /// body (ProGet says what was wrong with the identifiers or the key);
-    /// other statuses map as `from_upstream_status` says.
+    /// body (ProGet says what was wrong with the identifiers or the key); a
+    /// 404 or 410 in plain text likewise, as a 404 ("package not found" and
+    /// "file not found" are different answers). Other statuses map as
+    /// `from_upstream_status` says.
     pub async fn from_upstream_response(url: &url::Url, resp: reqwest::Response) -> AppError {
         let status = resp.status().as_u16();
-        if !matches!(status, 400 | 403) {
-            return AppError::from_upstream_status(url, status);
+        let status = match status {
+            400 | 403 => status,
+            // An HTML or XML error page has no useful first line.
+            404 | 410 if is_plain_text(resp.headers()) => 404,
+            _ => return AppError::from_upstream_status(url, status),
+        };
+        let message = crate::upstream::first_line(resp).await;
+        if message.is_empty() && status == 404 {
+            return AppError::NotFound;
         }
         UpstreamError::Refused {
             host: crate::upstream::host_of(url),
             status,
-            message: crate::upstream::first_line(resp).await,
+            message,
         }
         .into()
+    }
+
+    /// Whether this says the thing asked for does not exist (ours or the
+    /// upstream's 404, with or without its message).
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            AppError::NotFound | AppError::Upstream(UpstreamError::Refused { status: 404, .. })
+        )
     }
 
     /// Everything the client is told: status, a one-line text body (details
@@ -153,6 +171,11 @@ impl AppError {
                 host,
                 status,
                 message,
+            }) if *status == 404 => format!("not found ({host}): {message}"),
+            AppError::Upstream(UpstreamError::Refused {
+                host,
+                status,
+                message,
             }) => format!("{host} refused the request ({status}): {message}"),
             AppError::Upstream(e) => format!("upstream failed: {e}"),
             AppError::BadUpstream(_) => "upstream sent an unusable response".into(),
@@ -165,6 +188,18 @@ impl AppError {
             AppError::Extract(ExtractError::Limit(_)) => "package exceeds extraction limits".into(),
         }
     }
+}
+
+/// Whether a response's body is declared as plain text.
+fn is_plain_text(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("text/plain")
+        })
 }
 
 #[cfg(test)]
@@ -182,6 +217,15 @@ mod tests {
                 }
                 .into(),
                 403,
+            ),
+            (
+                UpstreamError::Refused {
+                    host: "h".into(),
+                    status: 404,
+                    message: "no such package".into(),
+                }
+                .into(),
+                404,
             ),
             (UpstreamError::Offline.into(), 503),
             (RouteError::NotFound.into(), 404),

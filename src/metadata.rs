@@ -230,7 +230,7 @@ impl MetadataStore {
                 self.cache.remove(key).await?;
             }
             self.cache.negative.insert(key.clone(), false);
-            return Err(AppError::NotFound);
+            return Err(AppError::from_upstream_response(url, resp).await);
         }
         if status != 200 {
             return Err(AppError::from_upstream_response(url, resp).await);

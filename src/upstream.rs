@@ -39,7 +39,8 @@ pub enum UpstreamError {
     /// Offline mode: no upstream is contacted.
     #[error("offline mode: no upstream is contacted")]
     Offline,
-    /// The upstream refused the request (400 or 403), in its own words.
+    /// The upstream refused the request (400 or 403) or has no such thing
+    /// (404, when it says so in plain text), in its own words.
     #[error("{host} answered {status}: {message}")]
     Refused {
         host: String,

@@ -348,6 +348,14 @@ async fn upstream_refusals_keep_their_status_and_message() {
         "/api/packages/locked/versions?name=foo",
         said(403, "The API key does not grant View_Feed on locked."),
     );
+    env.proget.set(
+        "/api/packages/npm/download?name=left-pad&version=9.9.9",
+        said(404, "Package left-pad 9.9.9 was not found in feed npm."),
+    );
+    env.proget.set(
+        "/api/packages/npm/versions?name=right-pad",
+        said(404, "Package right-pad was not found in feed npm."),
+    );
     let host = env.proget.base().trim_start_matches("http://").to_owned();
     let table = [
         (
@@ -360,13 +368,27 @@ async fn upstream_refusals_keep_their_status_and_message() {
             403,
             "The API key does not grant View_Feed on locked.",
         ),
+        (
+            "/api/packages/npm/download?name=left-pad&version=9.9.9",
+            404,
+            "Package left-pad 9.9.9 was not found in feed npm.",
+        ),
+        (
+            "/api/packages/npm/versions?name=right-pad",
+            404,
+            "Package right-pad was not found in feed npm.",
+        ),
     ];
     for (path, status, text) in table {
         let (s, _, b) = get(&env.proxy.url(path)).await;
         assert_eq!(s, status, "{path}");
+        let want = match status {
+            404 => format!("not found ({host}): {text}\n"),
+            _ => format!("{host} refused the request ({status}): {text}\n"),
+        };
         assert_eq!(
             String::from_utf8(b).unwrap(),
-            format!("{host} refused the request ({status}): {text}\n"),
+            want,
             "one line, the upstream's first"
         );
     }

@@ -290,6 +290,16 @@ async fn single_files_are_served_while_the_disk_takes_no_writes() {
         assert_eq!((s, h["x-cache"].to_str().unwrap()), (200, "MISS"));
         assert!(b == data);
     }
+    // A content archive is built in memory meanwhile.
+    let content = env
+        .proxy
+        .url("/upack/assets/download/tools/cli/3.0.0?contentOnly=zip");
+    let (s, _, b) = get(&content).await;
+    assert_eq!(s, 200);
+    let mut z = zip::ZipArchive::new(std::io::Cursor::new(b)).unwrap();
+    let mut body = Vec::new();
+    std::io::Read::read_to_end(&mut z.by_name("data.bin").unwrap(), &mut body).unwrap();
+    assert!(body == data);
     assert!(
         env.proget.hits(up_path) >= 2,
         "not kept while the disk is down"
@@ -330,12 +340,13 @@ async fn content_only_archives_are_made_from_the_cached_package() {
             ]
         );
     };
-    for _ in 0..2 {
+    for round in ["MISS", "HIT"] {
         let (s, h, b) = get(&url("zip")).await;
         assert_eq!(
             (s, h["content-type"].to_str().unwrap()),
             (200, "application/zip")
         );
+        assert_eq!(h["x-cache"], round, "made once, then kept");
         let mut z = zip::ZipArchive::new(std::io::Cursor::new(b)).unwrap();
         let files = (0..z.len())
             .map(|i| {

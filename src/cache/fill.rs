@@ -95,7 +95,7 @@ impl Cache {
         let resp = upstream.get(url, &Request::default()).await?;
         if !resp.status().is_success() {
             let e = AppError::from_upstream_response(url, resp).await;
-            if matches!(e, AppError::NotFound) {
+            if e.is_not_found() {
                 self.negative.insert(key.clone(), false);
             }
             return Err(e);

@@ -11,6 +11,7 @@ mod inflight;
 mod load;
 mod memory;
 mod writable;
+mod written;
 
 pub use bypass::{BodyStream, Passthrough};
 pub use disk::DiskTier;
@@ -21,6 +22,7 @@ pub use index::DiskIndex;
 pub use inflight::{Inflight, Joined};
 pub use load::{read_at, DiskEntry};
 pub use memory::MemoryTier;
+pub use written::EntryWriter;
 
 use std::sync::Arc;
 

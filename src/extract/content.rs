@@ -3,11 +3,11 @@
 //! prefix removed, without `upack.json`. A zip copies the compressed entries
 //! as they are (no inflating); a tar.gz inflates each one, bounded by the
 //! size it declares. Built on a blocking thread, under the extraction limits
-//! and `MAX_ARCHIVE` in all.
+//! and a cap on the archive, into any `Write + Seek` sink: the cache's temp
+//! file (`cache::EntryWriter`), or memory while the disk takes no writes.
 
-use std::io::{self, Read, Seek};
+use std::io::{BufWriter, Read, Seek, Write};
 
-use bytes::Bytes;
 use flate2::write::GzEncoder;
 
 use super::directory::{DirKey, Directories};
@@ -46,27 +46,36 @@ impl ContentFormat {
     }
 }
 
-/// Largest archive made (it is built in memory, then cached).
-pub const MAX_ARCHIVE: u64 = 256 * 1024 * 1024;
+/// Largest archive built in memory (while the disk takes no writes).
+pub const MAX_IN_MEMORY: u64 = 256 * 1024 * 1024;
+
+/// Writes go to the sink in blocks this large (an archive writer makes many
+/// small writes; the sink may be a file written with one call per write).
+const OUT_BUFFER: usize = 256 * 1024;
 
 /// The prefix of content files in a universal package.
 const CONTENT: &str = "package/";
 
-/// Makes the content archive of `pkg` (its directory from `dirs`).
-pub async fn content_archive(
+/// Makes the content archive of `pkg` (its directory from `dirs`) into
+/// `out`, refusing content of over `cap` bytes before writing any.
+pub async fn content_archive<W: Write + Seek + Send + 'static>(
     pkg: Package,
     format: ContentFormat,
     limits: Limits,
-    dirs: Directories,
-    key: DirKey,
-) -> Result<Bytes, ExtractError> {
+    cap: u64,
+    (dirs, key): (Directories, DirKey),
+    out: W,
+) -> Result<W, ExtractError> {
     tokio::task::spawn_blocking(move || {
         let dir = dirs.get(key, &pkg, limits.max_entries)?;
         let mut lease = dir.lend(pkg);
-        match format {
-            ContentFormat::Zip => zip_content(&mut lease.archive, &limits),
-            ContentFormat::Tgz => tgz_content(&mut lease.archive, &limits),
-        }
+        let entries = content_entries(&mut lease.archive, &limits, cap)?;
+        let out = BufWriter::with_capacity(OUT_BUFFER, out);
+        let out = match format {
+            ContentFormat::Zip => zip_content(&mut lease.archive, entries, out),
+            ContentFormat::Tgz => tgz_content(&mut lease.archive, entries, out),
+        }?;
+        out.into_inner().map_err(|e| corrupt(e.error()))
     })
     .await
     .map_err(|e| ExtractError::Corrupt(format!("archive task: {e}")))?
@@ -77,6 +86,7 @@ pub async fn content_archive(
 fn content_entries<R: Read + Seek>(
     zip: &mut zip::ZipArchive<R>,
     limits: &Limits,
+    cap: u64,
 ) -> Result<Vec<(usize, String)>, ExtractError> {
     let mut out = Vec::new();
     let mut total = 0u64;
@@ -90,10 +100,10 @@ fn content_entries<R: Read + Seek>(
         }
         check_limits(e.size(), e.compressed_size(), limits)?;
         total = total.saturating_add(e.size().max(e.compressed_size()));
-        if total > MAX_ARCHIVE {
+        if total > cap {
             return Err(ExtractError::Limit(format!(
                 "content over {} MiB",
-                MAX_ARCHIVE >> 20
+                cap >> 20
             )));
         }
         out.push((i, name.to_owned()));
@@ -101,26 +111,25 @@ fn content_entries<R: Read + Seek>(
     Ok(out)
 }
 
-fn zip_content<R: Read + Seek>(
+fn zip_content<R: Read + Seek, W: Write + Seek>(
     zip: &mut zip::ZipArchive<R>,
-    limits: &Limits,
-) -> Result<Bytes, ExtractError> {
-    let entries = content_entries(zip, limits)?;
-    let mut out = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+    entries: Vec<(usize, String)>,
+    out: W,
+) -> Result<W, ExtractError> {
+    let mut out = zip::ZipWriter::new(out);
     for (i, name) in entries {
         let e = zip.by_index_raw(i).map_err(corrupt)?;
         out.raw_copy_file_rename(e, name).map_err(corrupt)?;
     }
-    let buf = out.finish().map_err(corrupt)?.into_inner();
-    Ok(Bytes::from(buf))
+    out.finish().map_err(corrupt)
 }
 
-fn tgz_content<R: Read + Seek>(
+fn tgz_content<R: Read + Seek, W: Write>(
     zip: &mut zip::ZipArchive<R>,
-    limits: &Limits,
-) -> Result<Bytes, ExtractError> {
-    let entries = content_entries(zip, limits)?;
-    let gz = GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    entries: Vec<(usize, String)>,
+    out: W,
+) -> Result<W, ExtractError> {
+    let gz = GzEncoder::new(out, flate2::Compression::fast());
     let mut tar = tar::Builder::new(gz);
     for (i, name) in entries {
         let e = zip.by_index(i).map_err(corrupt)?;
@@ -136,7 +145,7 @@ fn tgz_content<R: Read + Seek>(
             .map_err(corrupt)?;
     }
     let gz = tar.into_inner().map_err(corrupt)?;
-    Ok(Bytes::from(gz.finish().map_err(corrupt)?))
+    gz.finish().map_err(corrupt)
 }
 
 fn corrupt(e: impl std::fmt::Display) -> ExtractError {

@@ -7,7 +7,7 @@ mod directory;
 mod eocd;
 mod path;
 
-pub use content::{content_archive, ContentFormat};
+pub use content::{content_archive, ContentFormat, MAX_IN_MEMORY};
 pub use directory::{DirKey, Directories};
 pub use path::{entry_path, MAX_PATH};
 

@@ -97,7 +97,7 @@ impl App {
     async fn is_nuget_feed(&self, feed: &FeedRef) -> Result<bool, AppError> {
         match self.feed_index(feed).await {
             Ok(_) => Ok(true),
-            Err(AppError::NotFound) => Ok(false),
+            Err(e) if e.is_not_found() => Ok(false),
             Err(e) => Err(e),
         }
     }

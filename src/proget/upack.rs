@@ -3,13 +3,14 @@
 //! they are kept), with single files served out of the cached copy through
 //! its kept central directory.
 
+use std::io::Cursor;
 use std::sync::Arc;
 
 use crate::app::{App, Body, Reply};
 use crate::cache::{etag_of, now_secs, Found, Freshness, Meta};
 use crate::error::AppError;
 use crate::extract::{
-    content_archive, extract, ContentFormat, DirKey, ExtractError, Limits, Package,
+    content_archive, extract, ContentFormat, DirKey, ExtractError, Limits, Package, MAX_IN_MEMORY,
 };
 use crate::keys::CacheKey;
 use crate::metadata::Transform;
@@ -196,26 +197,47 @@ impl App {
         let (pkg, meta, _) = self.upack_package(&key, url).await?;
         let limits = Limits::from(&self.config.extract);
         let dir = DirKey::new(key.clone(), meta.etag.clone(), pkg.len());
-        let made =
-            content_archive(pkg, format, limits, self.directories.clone(), dir.clone()).await;
-        let body = match made {
-            Ok(b) => b,
+        let dirs = (self.directories.clone(), dir.clone());
+        let tag = format!("content.{}", format.ext());
+        let meta = derived(&meta, format.content_type(), &tag);
+        // Written straight into the cache file, bounded like a package;
+        // in memory only while the disk takes no writes.
+        let Some(out) = self.cache.entry_writer(&content_key, &meta)? else {
+            let made = content_archive(
+                pkg,
+                format,
+                limits,
+                MAX_IN_MEMORY,
+                dirs,
+                Cursor::new(Vec::new()),
+            );
+            let body = match made.await {
+                Ok(c) => bytes::Bytes::from(c.into_inner()),
+                Err(e) => return Err(self.package_failed(&key, &dir, e).await),
+            };
+            let m = self.cache.put(&content_key, meta, body).await?;
+            return Ok(Reply {
+                meta: m.meta.clone(),
+                body: Body::Bytes(m.body.clone()),
+                cache: "MISS",
+            });
+        };
+        let failure = out.failure();
+        let cap = self.cache.max_body;
+        let out = match content_archive(pkg, format, limits, cap, dirs, out).await {
+            Ok(out) => out,
+            Err(_) if failure.get().is_some() => {
+                let msg = failure.get().map(String::as_str).unwrap_or_default();
+                return Err(self.cache.write_failed(msg).into());
+            }
             Err(e) => return Err(self.package_failed(&key, &dir, e).await),
         };
-        let tag = format!("content.{}", format.ext());
-        let m = self
-            .cache
-            .put(
-                &content_key,
-                derived(&meta, format.content_type(), &tag),
-                body,
-            )
-            .await?;
-        Ok(Reply {
-            meta: m.meta.clone(),
-            body: Body::Bytes(m.body.clone()),
-            cache: "MISS",
-        })
+        let found = self.cache.put_written(&content_key, out).await?;
+        let mut reply = found
+            .map(crate::app::found_reply)
+            .ok_or_else(|| AppError::Internal("a content archive vanished once written".into()))?;
+        reply.cache = "MISS";
+        Ok(reply)
     }
 
     /// A whole package fetched into memory, uncached and checked like a
