@@ -25,6 +25,8 @@ test_pkgs=(
   libmono-system-security4.0-cil
   libmono-system-servicemodel4.0a-cil
   libmono-system-identitymodel4.0-cil
+  # Names the certificate file in mono's trust store (the HTTPS end-to-end test).
+  openssl
 )
 
 want=("${build_pkgs[@]}")

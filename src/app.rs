@@ -22,6 +22,9 @@ use crate::upstream::Upstream;
 pub enum Body {
     /// In memory; `templated` bodies are rendered by the responder.
     Bytes(Bytes),
+    /// A templated body with one variant for HTTPS public bases and one
+    /// for plain HTTP (the service index, see `FeedIndex::template_plain`).
+    Template { https: Bytes, http: Bytes },
     /// A complete entry on disk.
     Disk(DiskEntry),
     /// A fill in progress, with the length when the upstream announced it.
@@ -120,7 +123,10 @@ impl App {
                 meta.content_type = "application/json; charset=utf-8".into();
                 Ok(Reply {
                     meta: Arc::new(meta),
-                    body: Body::Bytes(idx.template.clone()),
+                    body: Body::Template {
+                        https: idx.template.clone(),
+                        http: idx.template_plain.clone(),
+                    },
                     cache,
                 })
             }

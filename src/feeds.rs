@@ -30,6 +30,11 @@ pub struct FeedIndex {
     pub rewriter: Arc<Rewriter>,
     /// The service index as clients get it, with `MARKER` as the origin.
     pub template: Bytes,
+    /// The same for clients reaching feedcache over plain HTTP: without
+    /// `RepositorySignatures`, whose URL NuGet clients before 6.x require
+    /// to be HTTPS (NuGet.exe 5.8 fails every install with "Repository
+    /// Signatures resource must be served over HTTPS" otherwise).
+    pub template_plain: Bytes,
 }
 
 /// Largest service index accepted: nuget.org's is ~10 KB, ProGet's less.
@@ -124,6 +129,7 @@ impl FeedIndex {
             origins: vec![origin_of(index_url)],
             rewriter: Arc::default(),
             template: Bytes::new(),
+            template_plain: Bytes::new(),
         };
         let mut rules = Vec::new();
         let mut kept = Vec::new();
@@ -235,6 +241,14 @@ impl FeedIndex {
             return Err("service index is not an object".into());
         }
         idx.template = Bytes::from(serde_json::to_vec(&doc).map_err(|e| e.to_string())?);
+        if let Some(Value::Array(list)) = doc.get_mut("resources") {
+            list.retain(|r| {
+                !r.get("@type")
+                    .and_then(Value::as_str)
+                    .is_some_and(|t| t.starts_with("RepositorySignatures/"))
+            });
+        }
+        idx.template_plain = Bytes::from(serde_json::to_vec(&doc).map_err(|e| e.to_string())?);
         Ok(idx)
     }
 
@@ -413,6 +427,12 @@ mod tests {
             )]
         );
         assert_eq!(resources.len(), 13);
+        // The plain-HTTP variant is the same index without the signatures.
+        let plain: Value = serde_json::from_slice(&idx.template_plain).unwrap();
+        let plain = plain["resources"].as_array().unwrap();
+        let mut want = resources.clone();
+        want.retain(|r| r["@type"] != "RepositorySignatures/5.0.0");
+        assert_eq!((plain, want.len()), (&want, 12));
     }
 
     #[test]

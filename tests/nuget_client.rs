@@ -183,6 +183,58 @@ fn serve_packages(up: &FakeUpstream, app: &[u8], dep: &[u8], reg: &str, flat: &s
     }
 }
 
+/// Where the fake upstream serves its repository signatures.
+const SIGNATURES: &str = "/v3-index/repository-signatures/5.0.0/index.json";
+
+/// nuget.org's index with the resources newer clients read besides:
+/// repository signatures, vulnerability data, README template.
+fn serve_modern_index(up: &FakeUpstream) {
+    let extra = format!(
+        r#"{{"@id":"{{base}}{SIGNATURES}","@type":"RepositorySignatures/5.0.0"}},
+ {{"@id":"{{base}}/v3/vulnerabilities/index.json","@type":"VulnerabilityInfo/6.7.0"}},
+ {{"@id":"{{base}}/v3-flatcontainer/{{lower_id}}/{{lower_version}}/readme","@type":"ReadmeUriTemplate/6.13.0"}},
+ {{"@id":"{{base}}/v3/catalog0/index.json""#
+    );
+    let catalog = r#"{"@id":"{base}/v3/catalog0/index.json""#;
+    up.set(
+        "/v3/index.json",
+        Behavior::json(upstream::SERVICE_INDEX.replace(catalog, &extra)),
+    );
+    up.set(
+        SIGNATURES,
+        Behavior::json(r#"{"allRepositorySigned":false,"signingCertificates":[]}"#),
+    );
+    up.set(
+        "/v3/vulnerabilities/index.json",
+        Behavior::json(
+            r#"[{"@name":"base","@id":"{base}/v3/vulnerabilities/base.json","@updated":"2026-12-01T00:00:00Z"}]"#,
+        ),
+    );
+    up.set("/v3/vulnerabilities/base.json", Behavior::json("{}"));
+}
+
+/// Makes mono's TLS (BoringSSL) under `home` trust `cert_pem`: its user
+/// store is a hashed directory, as OpenSSL's `-hash` names the files.
+fn mono_trust(home: &Path, cert_pem: &str) {
+    let mut hash = std::process::Command::new("openssl")
+        .args(["x509", "-hash", "-noout"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("openssl (installed by scripts/deps.sh test)");
+    hash.stdin
+        .take()
+        .unwrap()
+        .write_all(cert_pem.as_bytes())
+        .unwrap();
+    let out = hash.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let name = String::from_utf8(out.stdout).unwrap();
+    let dir = home.join(".config/.mono/new-certs/Trust");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{}.0", name.trim())), cert_pem).unwrap();
+}
+
 /// Installs Demo.App twice, each time into a fresh output folder with a fresh
 /// NuGet home, and compares both packages byte for byte.
 async fn install_twice(
@@ -250,6 +302,7 @@ async fn nuget_exe_installs_through_feedcache() {
 
     let up = FakeUpstream::start().await;
     up.serve_nuget_index();
+    serve_modern_index(&up);
     serve_packages(
         &up,
         &app,
@@ -282,6 +335,9 @@ async fn nuget_exe_installs_through_feedcache() {
         up.hits("/v3-flatcontainer/demo.dep/2.0.0/demo.dep.2.0.0.nupkg"),
         1
     );
+    // Over plain HTTP the index leaves RepositorySignatures out (NuGet.exe
+    // 5.8 fails every install over HTTP otherwise); nothing asked for it.
+    assert_eq!(up.hits(SIGNATURES), 0, "{:?}", up.paths());
     // Nothing reached the upstream except through feedcache.
     let agents = up.agents();
     assert!(!agents.is_empty());
@@ -365,4 +421,54 @@ async fn nuget_exe_installs_from_a_proget_feed_with_basic_credentials() {
         "{keys:?}"
     );
     assert!(nuget_org.api_keys().iter().all(Option::is_none));
+}
+
+/// Over HTTPS the index keeps RepositorySignatures and NuGet.exe reads them
+/// through feedcache before it installs (issue #10 points 3 and 6).
+#[tokio::test]
+async fn nuget_exe_reads_repository_signatures_over_https() {
+    let Some(exe) = tools() else {
+        eprintln!("SKIPPED: mono or NuGet.exe not installed");
+        return;
+    };
+    let (work, home) = work_dirs();
+    let (app, dep) = make_packages(&exe, &home, work.path()).await;
+    let up = FakeUpstream::start().await;
+    serve_modern_index(&up);
+    serve_packages(
+        &up,
+        &app,
+        &dep,
+        "/v3/registration5-semver1/",
+        "/v3-flatcontainer/",
+        &[
+            "/v3/registration5-gz-semver1/",
+            "/v3/registration5-gz-semver2/",
+        ],
+    );
+    let (section, port, ck) = tls::self_signed(work.path());
+    let conf = work.path().join("feedcache.toml");
+    std::fs::write(&conf, section).unwrap();
+    let cache = work.path().join("cache");
+    let _proxy = Proxy::start(&up.index_url(), &cache, &["-c", conf.to_str().unwrap()]).await;
+    for round in 0..2 {
+        mono_trust(&work.path().join(format!("home{round}")), &ck.cert.pem());
+    }
+    let config = work.path().join("NuGet.Config");
+    std::fs::write(
+        &config,
+        r#"<?xml version="1.0" encoding="utf-8"?><configuration><packageSources><clear /></packageSources></configuration>"#,
+    )
+    .unwrap();
+    let source = format!("https://localhost:{port}/v3/index.json");
+    install_twice(&exe, work.path(), &source, &config, &app, &dep).await;
+    assert_eq!(
+        up.hits(SIGNATURES),
+        1,
+        "read by NuGet.exe through feedcache, then cached: {:?}",
+        up.paths()
+    );
+    for a in up.agents() {
+        assert!(a.starts_with("feedcache/"), "{a:?}");
+    }
 }

@@ -14,26 +14,9 @@ async fn tls_proxy(
     extra_conf: &str,
     alpn: &[&[u8]],
 ) -> (Proxy, u16, rustls::ClientConfig) {
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&cert, ck.cert.pem()).unwrap();
-    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
-    // An ephemeral port for the TLS listener, chosen the way feedcache does.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let (section, port, ck) = tls::self_signed(dir);
     let conf = dir.join("c.toml");
-    std::fs::write(
-        &conf,
-        format!(
-            "{extra_conf}[tls]\nlisten = \"127.0.0.1:{port}\"\ncert = \"{}\"\nkey = \"{}\"\n",
-            cert.display(),
-            key.display()
-        ),
-    )
-    .unwrap();
+    std::fs::write(&conf, format!("{extra_conf}{section}")).unwrap();
     let proxy = Proxy::start(
         &up.index_url(),
         &dir.join("cache"),

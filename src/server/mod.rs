@@ -163,7 +163,7 @@ impl Handler {
             Ok(reply) => {
                 out.cache = reply.cache;
                 out.tier = match &reply.body {
-                    Body::Bytes(_) => "memory",
+                    Body::Bytes(_) | Body::Template { .. } => "memory",
                     Body::Disk(_) => "disk",
                     Body::Fill(..) | Body::Stream(..) => "upstream",
                     Body::Extract(_) => "package",

@@ -53,6 +53,15 @@ pub async fn write_reply(
             let etag = etag_of(format!("{}|{public_base}", meta.etag).as_bytes());
             (Body::Bytes(render(&b, public_base)), etag)
         }
+        Body::Template { https, http } => {
+            let etag = etag_of(format!("{}|{public_base}", meta.etag).as_bytes());
+            let b = if public_base.starts_with("https:") {
+                https
+            } else {
+                http
+            };
+            (Body::Bytes(render(&b, public_base)), etag)
+        }
         other => (other, meta.etag.clone()),
     };
     let is_head = session.req_header().method == http::Method::HEAD;
@@ -84,8 +93,9 @@ pub async fn write_reply(
         resp.insert_header(header::CONTENT_ENCODING, enc)?;
     }
 
+    // (A `Template` was rendered into `Bytes` above.)
     let total = match &body {
-        Body::Bytes(b) => Some(b.len() as u64),
+        Body::Bytes(b) | Body::Template { https: b, .. } => Some(b.len() as u64),
         Body::Disk(d) => Some(d.len),
         Body::Fill(_, len) | Body::Stream(_, len) => *len,
         Body::Extract(x) => Some(x.size),
@@ -137,7 +147,7 @@ pub async fn write_reply(
 
     let mut sent = 0u64;
     match body {
-        Body::Bytes(b) => {
+        Body::Bytes(b) | Body::Template { https: b, .. } => {
             let end = usize::try_from(start + len.unwrap_or(0))
                 .unwrap_or(b.len())
                 .min(b.len());

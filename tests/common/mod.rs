@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod proget;
+pub mod tls;
 pub mod upstream;
 
 use std::io::{BufRead, BufReader};

@@ -133,6 +133,13 @@ impl FakeUpstream {
     }
 
     /// User-Agent headers of all requests so far.
+    /// Every path requested so far, sorted.
+    pub fn paths(&self) -> Vec<String> {
+        let mut p: Vec<String> = self.state.lock().unwrap().hits.keys().cloned().collect();
+        p.sort();
+        p
+    }
+
     pub fn agents(&self) -> Vec<String> {
         self.state.lock().unwrap().agents.clone()
     }
