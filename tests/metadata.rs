@@ -295,6 +295,12 @@ async fn readme_and_icon_are_cached_once_for_every_spelling() {
     }
     assert_eq!(up.hits("/v3-flatcontainer/demo.pkg/1.0.0/readme"), 1);
     assert_eq!(up.hits("/v3-flatcontainer/demo.pkg/1.0.0/icon"), 1);
+    // This upstream has no vulnerability data: none is advertised (never a
+    // 404 behind an advertised resource).
+    let (s, _, b) = get(&proxy.url("/v3/index.json")).await;
+    assert_eq!(s, 200);
+    let text = String::from_utf8(b).unwrap();
+    assert!(!text.contains("VulnerabilityInfo"), "{text}");
 }
 
 /// Registration documents keep `listed`, `deprecation` and
