@@ -41,6 +41,9 @@ pub struct Reply {
     pub body: Body,
     /// `HIT`, `MISS`, `REVALIDATED`: sent as `X-Cache`.
     pub cache: &'static str,
+    /// Upstreams of a virtual feed that did not answer (their key prefixes,
+    /// comma-separated): sent as `X-Feedcache-Missing`.
+    pub missing: Option<String>,
 }
 
 /// Shared state of the running proxy.
@@ -109,12 +112,16 @@ impl App {
         }
     }
 
-    async fn v3(
+    pub(crate) async fn v3(
         &self,
         feed: &FeedRef,
         res: &V3Route,
         query: Option<&str>,
     ) -> Result<Reply, AppError> {
+        if let FeedRef::Virtual(name) = feed {
+            // Boxed: a virtual feed asks its members through this function.
+            return Box::pin(self.group_v3(name, res, query)).await;
+        }
         match res {
             V3Route::ServiceIndex => {
                 let (idx, meta, cache) = self.feed_index(feed).await?;
@@ -128,6 +135,7 @@ impl App {
                         http: idx.template_plain.clone(),
                     },
                     cache,
+                    missing: None,
                 })
             }
             V3Route::FlatIndex { id } => {
@@ -226,12 +234,24 @@ impl App {
             // The upstream said 404 a moment ago. A version published since
             // must not stay invisible: re-read the version list once, and
             // repeat the 404 only if it still does not list this version.
-            if rechecked || !self.version_listed(feed, id, version).await? {
+            if rechecked || !self.version_listed(feed, id, version, true).await? {
                 self.cache.negative.insert(key, true);
                 return Err(AppError::NotFound);
             }
             self.cache.negative.invalidate(&key);
         }
+        let url = self.flat_url(feed, id, version, file).await?;
+        self.fill_reply(&key, url, None).await
+    }
+
+    /// The upstream URL of a file of `id` `version` in `feed`'s flat container.
+    pub(crate) async fn flat_url(
+        &self,
+        feed: &FeedRef,
+        id: &str,
+        version: &str,
+        file: FlatFile,
+    ) -> Result<Url, AppError> {
         let (idx, _, _) = self.feed_index(feed).await?;
         let name = match file {
             FlatFile::Nupkg => format!("{id}/{version}/{id}.{version}.nupkg"),
@@ -239,22 +259,27 @@ impl App {
             FlatFile::Icon => format!("{id}/{version}/icon"),
             FlatFile::Readme => format!("{id}/{version}/readme"),
         };
-        let url = join(flat_base(&idx)?, &name)?;
-        self.fill_reply(&key, url, None).await
+        join(flat_base(&idx)?, &name)
     }
 
-    /// Whether the upstream's current version list (revalidated now) has
-    /// `version` of `id`.
-    async fn version_listed(
+    /// Whether the upstream's version list has `version` of `id`; with
+    /// `now`, revalidated now rather than as fresh as the TTL allows.
+    pub(crate) async fn version_listed(
         &self,
         feed: &FeedRef,
         id: &str,
         version: &str,
+        now: bool,
     ) -> Result<bool, AppError> {
         let (idx, _, _) = self.feed_index(feed).await?;
         let url = join(flat_base(&idx)?, &format!("{id}/index.json"))?;
         let key = CacheKey::flat_index(feed, id);
-        let entry = match self.metadata.revalidate(&key, &url, &Transform::None).await {
+        let got = if now {
+            self.metadata.revalidate(&key, &url, &Transform::None).await
+        } else {
+            self.metadata.get(&key, &url, &Transform::None).await
+        };
+        let entry = match got {
             Ok((entry, _)) => entry,
             Err(e) if e.is_not_found() => return Ok(false),
             Err(e) => return Err(e),
@@ -305,6 +330,7 @@ impl App {
             meta: p.meta,
             body: Body::Stream(p.body, p.len),
             cache: "MISS",
+            missing: None,
         })
     }
 
@@ -319,6 +345,7 @@ impl App {
             meta: entry.meta.clone(),
             body: Body::Bytes(entry.body.clone()),
             cache: outcome.as_str(),
+            missing: None,
         })
     }
 
@@ -360,6 +387,8 @@ impl App {
         match feed {
             FeedRef::Default => Ok(self.config.nuget.service_index.clone()),
             FeedRef::ProGet(f) => self.proget_url(&["nuget", f, "v3", "index.json"], None),
+            // Made by feedcache itself (`group/`), not fetched.
+            FeedRef::Virtual(_) => Err(AppError::NotFound),
         }
     }
 }
@@ -389,6 +418,7 @@ pub(crate) fn generated(body: Bytes, content_type: &str) -> Reply {
         }),
         body: Body::Bytes(body),
         cache: "NONE",
+        missing: None,
     }
 }
 
@@ -398,11 +428,13 @@ pub(crate) fn found_reply(found: Found) -> Reply {
             meta: m.meta.clone(),
             body: Body::Bytes(m.body.clone()),
             cache: "HIT",
+            missing: None,
         },
         Found::Disk(d) => Reply {
             meta: d.meta.clone(),
             body: Body::Disk(d),
             cache: "HIT",
+            missing: None,
         },
     }
 }
@@ -413,5 +445,6 @@ async fn fill_reply(mut reader: FillReader, cache: &'static str) -> Result<Reply
         meta,
         body: Body::Fill(reader, len),
         cache,
+        missing: None,
     })
 }

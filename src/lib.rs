@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod feeds;
+pub mod group;
 pub mod keys;
 pub mod listen;
 pub mod logging;

@@ -8,9 +8,11 @@ use serde::Deserialize;
 use url::Url;
 
 mod connections;
+mod feeds;
 mod proget;
 mod tls;
 pub use connections::ConnectionsConfig;
+pub use feeds::{Member, VirtualFeed};
 pub use proget::{AdminConfig, AuthConfig, ExtractConfig, ProGetConfig};
 pub use tls::TlsConfig;
 
@@ -75,6 +77,9 @@ pub struct Config {
     pub tls: TlsConfig,
     /// The admin API (purge, statistics).
     pub admin: AdminConfig,
+    /// Virtual feeds (`[[feeds]]`): one feed over several upstreams with
+    /// package-ID rules, served at `/feeds/{name}/v3/`.
+    pub feeds: Vec<VirtualFeed>,
 }
 
 impl Default for Config {
@@ -94,6 +99,7 @@ impl Default for Config {
             extract: ExtractConfig::default(),
             tls: TlsConfig::default(),
             admin: AdminConfig::default(),
+            feeds: Vec::new(),
         }
     }
 }
@@ -261,6 +267,7 @@ impl Config {
             }
         }
         check_http_url(&self.nuget.service_index).map_err(|m| invalid("nuget.service_index", m))?;
+        feeds::validate(&self.feeds, self.proget.url.is_some()).map_err(|m| invalid("feeds", m))?;
         if self.cache.dir.as_os_str().is_empty() {
             return Err(invalid("cache.dir", "must not be empty"));
         }

@@ -5,10 +5,12 @@
 
 mod id;
 mod purge;
+mod rules;
 mod version;
 
 pub use id::{lower_invariant, normalize_id, validate_id, IdError, MAX_ID_LEN};
 pub use purge::{key_matches, PurgeSpec};
+pub use rules::IdRules;
 pub use version::{normalize_version, NuGetVersion, VersionError, MAX_VERSION_LEN};
 
 use sha2::{Digest, Sha256};
@@ -22,6 +24,9 @@ pub enum FeedRef {
     Default,
     /// A ProGet feed by (lowercased) name, served at `/nuget/{feed}/v3/`.
     ProGet(String),
+    /// A virtual feed (`[[feeds]]`) by (lowercased) name, served at
+    /// `/feeds/{name}/v3/`: one feed over several upstreams.
+    Virtual(String),
 }
 
 impl FeedRef {
@@ -30,6 +35,7 @@ impl FeedRef {
         match self {
             FeedRef::Default => "nuget".into(),
             FeedRef::ProGet(f) => format!("proget/{f}"),
+            FeedRef::Virtual(f) => format!("feeds/{f}"),
         }
     }
 
@@ -38,6 +44,7 @@ impl FeedRef {
         match self {
             FeedRef::Default => "/v3".into(),
             FeedRef::ProGet(f) => format!("/nuget/{f}/v3"),
+            FeedRef::Virtual(f) => format!("/feeds/{f}/v3"),
         }
     }
 }

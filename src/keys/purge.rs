@@ -13,12 +13,14 @@ pub struct PurgeSpec {
 }
 
 /// Whether a cache key falls under a purge. Keys look like
-/// `nuget/flat/{id}/...`, `nuget/reg/{tag}/{id}/...`, `proget/{feed}/...`.
+/// `nuget/flat/{id}/...`, `nuget/reg/{tag}/{id}/...`, `proget/{feed}/...`,
+/// `feeds/{name}/...`.
 pub fn key_matches(key: &str, spec: &PurgeSpec) -> bool {
     let segs: Vec<&str> = key.split('/').collect();
     let (feed, rest) = match segs.as_slice() {
         ["nuget", rest @ ..] => ("default", rest),
-        ["proget", f, rest @ ..] => (*f, rest),
+        // A purge of feed X covers the ProGet feed and the virtual feed X.
+        ["proget" | "feeds", f, rest @ ..] => (*f, rest),
         _ => return false,
     };
     if spec.feed.as_deref().is_some_and(|f| f != feed) {

@@ -104,6 +104,61 @@ impl NuGetVersion {
     }
 }
 
+/// NuGet's order (SemVer 2 precedence over the four numeric parts): a
+/// release sorts after its prereleases; prerelease labels compare one by
+/// one, numeric ones as numbers and below alphanumeric ones, which compare
+/// case-insensitively (they are lowercased already); more labels sort
+/// after fewer when the shared ones are equal.
+impl Ord for NuGetVersion {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        use std::cmp::Ordering;
+        self.parts
+            .cmp(&other.parts)
+            .then_with(|| match (&self.prerelease, &other.prerelease) {
+                (None, None) => Ordering::Equal,
+                (None, Some(_)) => Ordering::Greater,
+                (Some(_), None) => Ordering::Less,
+                (Some(a), Some(b)) => {
+                    let (mut a, mut b) = (a.split('.'), b.split('.'));
+                    loop {
+                        match (a.next(), b.next()) {
+                            (None, None) => return Ordering::Equal,
+                            (None, Some(_)) => return Ordering::Less,
+                            (Some(_), None) => return Ordering::Greater,
+                            (Some(x), Some(y)) => {
+                                let o = label_cmp(x, y);
+                                if o != Ordering::Equal {
+                                    return o;
+                                }
+                            }
+                        }
+                    }
+                }
+            })
+    }
+}
+
+impl PartialOrd for NuGetVersion {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// One prerelease label against another (see `Ord for NuGetVersion`).
+fn label_cmp(x: &str, y: &str) -> std::cmp::Ordering {
+    let numeric = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    match (numeric(x), numeric(y)) {
+        // Longer digit strings are larger numbers (leading zeros aside).
+        (true, true) => {
+            let (x, y) = (x.trim_start_matches('0'), y.trim_start_matches('0'));
+            x.len().cmp(&y.len()).then_with(|| x.cmp(y))
+        }
+        (true, false) => std::cmp::Ordering::Less,
+        (false, true) => std::cmp::Ordering::Greater,
+        (false, false) => x.cmp(y),
+    }
+}
+
 /// Normalizes a version string in one step.
 pub fn normalize_version(s: &str) -> Result<String, VersionError> {
     NuGetVersion::parse(s).map(|v| v.normalized())
@@ -127,6 +182,42 @@ fn lower_ascii(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sorts_as_nuget_sorts() {
+        let sorted = [
+            "0.9",
+            "1.0.0-alpha",
+            "1.0.0-alpha.1",
+            "1.0.0-alpha.beta",
+            "1.0.0-Beta",
+            "1.0.0-beta.2",
+            "1.0.0-beta.11",
+            "1.0.0-rc.1",
+            "1.0.0",
+            "1.0.0.1",
+            "1.0.1",
+            "1.10.0",
+            "2.0.0-0",
+            "2.0.0-9",
+            "2.0.0-10",
+            "2.0.0-a",
+        ];
+        let v: Vec<NuGetVersion> = sorted
+            .iter()
+            .map(|s| NuGetVersion::parse(s).unwrap())
+            .collect();
+        for w in v.windows(2) {
+            assert!(w[0] < w[1], "{:?} < {:?}", w[0], w[1]);
+        }
+        let same = |a: &str, b: &str| {
+            NuGetVersion::parse(a)
+                .unwrap()
+                .cmp(&NuGetVersion::parse(b).unwrap())
+        };
+        assert_eq!(same("1.0", "1.0.0.0+meta"), std::cmp::Ordering::Equal);
+        assert_eq!(same("1.0.0-RC", "1.0.0-rc"), std::cmp::Ordering::Equal);
+    }
 
     #[test]
     fn normalizes_every_spelling_from_the_notes() {

@@ -123,6 +123,7 @@ impl App {
             meta: Arc::new(meta),
             body: Body::Extract(extracted),
             cache,
+            missing: None,
         })
     }
 
@@ -220,6 +221,7 @@ impl App {
                 meta: m.meta.clone(),
                 body: Body::Bytes(m.body.clone()),
                 cache: "MISS",
+                missing: None,
             });
         };
         let failure = out.failure();

@@ -200,6 +200,13 @@ fn route_path(method: &http::Method, path: &str, query: &Query) -> Result<Route,
                 res: v3(rest)?,
             }
         }
+        ["feeds", feed, "v3", rest @ ..] => {
+            let feed = normalize_feed_name(feed).ok_or_else(|| bad("invalid feed name"))?;
+            Route::V3 {
+                feed: FeedRef::Virtual(feed),
+                res: v3(rest)?,
+            }
+        }
         ["api", "packages", feed, op] => {
             let (feed, op, q) = proget::packages(feed, op, query)?;
             Route::Packages { feed, op, q }

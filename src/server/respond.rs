@@ -46,7 +46,12 @@ pub async fn write_reply(
     public_base: &str,
     raw_ok: bool,
 ) -> Result<(Sent, Option<FileBody>)> {
-    let Reply { meta, body, cache } = reply;
+    let Reply {
+        meta,
+        body,
+        cache,
+        missing,
+    } = reply;
     let (body, etag) = match body {
         Body::Bytes(b) if meta.templated => {
             // Rendered per public base, so the validator must differ per base too.
@@ -78,6 +83,9 @@ pub async fn write_reply(
         resp.insert_header(header::LAST_MODIFIED, lm)?;
     }
     resp.insert_header("X-Cache", cache)?;
+    if let Some(m) = missing {
+        resp.insert_header("X-Feedcache-Missing", m)?;
+    }
 
     if none_match(req_header(session, header::IF_NONE_MATCH), &etag) {
         resp.set_status(304)?;
