@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod nuget_exe;
 pub mod proget;
 pub mod tls;
 pub mod upstream;
