@@ -27,3 +27,4 @@ pub mod server;
 pub mod startup;
 pub mod upstream;
 pub mod versions;
+pub mod warm;
