@@ -2,15 +2,25 @@
 
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use url::Url;
 
 use crate::config::{Config, ConfigError};
 
 /// A caching pull-through proxy for NuGet and ProGet feeds.
 #[derive(Debug, Parser)]
-#[command(name = "feedcache", version, about)]
+// The server's flags say nothing to a subcommand; refusing them together
+// beats silently ignoring `--listen` in `feedcache --listen X warm`.
+#[command(
+    name = "feedcache",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
+    /// Without a subcommand, feedcache serves.
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Configuration file (TOML); without it the embedded defaults are used.
     #[arg(short, long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -41,6 +51,14 @@ pub struct Cli {
     /// Serve only what is cached; never contact an upstream (a miss is a 503).
     #[arg(long)]
     pub offline: bool,
+}
+
+/// What feedcache does other than serving.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Fill a running feedcache's cache with the packages that lock files
+    /// and package lists name (e.g. before `dotnet restore --locked-mode`).
+    Warm(crate::warm::WarmArgs),
 }
 
 impl Cli {
@@ -108,6 +126,45 @@ mod tests {
             c.nuget.service_index.as_str(),
             "http://127.0.0.1:9/v3/index.json"
         );
+    }
+
+    #[test]
+    fn warm_is_a_subcommand_and_serving_stays_the_default() {
+        let cli = Cli::parse_from(["feedcache", "-c", "x.toml", "--listen", "127.0.0.1:0"]);
+        assert!(cli.command.is_none());
+        assert_eq!(cli.listen.as_deref(), Some("127.0.0.1:0"));
+
+        let cli = Cli::parse_from(["feedcache", "warm", "a.json", "b.txt"]);
+        let Some(Command::Warm(w)) = cli.command else {
+            panic!("not warm: {cli:?}");
+        };
+        assert_eq!(w.server.as_str(), crate::warm::DEFAULT_SERVER);
+        assert_eq!(w.concurrency, 8);
+        assert_eq!(w.files, [PathBuf::from("a.json"), PathBuf::from("b.txt")]);
+
+        let cli = Cli::parse_from([
+            "feedcache",
+            "warm",
+            "--server",
+            "http://feedcache:5000/v3/index.json",
+            "--concurrency",
+            "3",
+            "a.json",
+        ]);
+        let Some(Command::Warm(w)) = cli.command else {
+            panic!("not warm: {cli:?}");
+        };
+        assert_eq!((w.server.host_str(), w.concurrency), (Some("feedcache"), 3));
+
+        // Usage errors: no files, a zero concurrency, server flags with warm.
+        for args in [
+            &["feedcache", "warm"][..],
+            &["feedcache", "warm", "--concurrency", "0", "a"],
+            &["feedcache", "warm", "--server", "not a url", "a"],
+            &["feedcache", "--listen", "127.0.0.1:0", "warm", "a"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
+        }
     }
 
     #[test]

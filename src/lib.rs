@@ -28,3 +28,4 @@ pub mod server;
 pub mod startup;
 pub mod upstream;
 pub mod versions;
+pub mod warm;

@@ -1,4 +1,5 @@
-//! The feedcache binary: parse flags, load config, start.
+//! The feedcache binary: parse flags, then either run a subcommand
+//! (`warm`) or load the config and serve.
 
 use std::process::ExitCode;
 
@@ -7,10 +8,13 @@ use std::process::ExitCode;
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::Parser;
-use feedcache::cli::Cli;
+use feedcache::cli::{Cli, Command};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if let Some(Command::Warm(args)) = cli.command.take() {
+        return feedcache::warm::run(args);
+    }
     let config = match cli.load_config() {
         Ok(c) => c,
         Err(e) => {

@@ -1,6 +1,7 @@
 //! The upstream HTTP client: reqwest on a ring-based rustls config with the
 //! system roots plus an optional corporate CA, and typed errors.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -115,31 +116,7 @@ impl Upstream {
         cfg: &UpstreamConfig,
         credential: Option<(&Url, &Secret)>,
     ) -> Result<Self, UpstreamError> {
-        let mut roots = rustls::RootCertStore::empty();
-        // A machine without a CA bundle can still reach plain-HTTP and
-        // corporate-CA upstreams, so missing system roots are not fatal.
-        let native = rustls_native_certs::load_native_certs();
-        for cert in native.certs {
-            let _ = roots.add(cert);
-        }
-        if let Some(path) = &cfg.ca_file {
-            let certs = CertificateDer::pem_file_iter(path)
-                .map_err(|e| UpstreamError::Tls(format!("{}: {e}", path.display())))?;
-            for cert in certs {
-                let cert =
-                    cert.map_err(|e| UpstreamError::Tls(format!("{}: {e}", path.display())))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| UpstreamError::Tls(format!("{}: {e}", path.display())))?;
-            }
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| UpstreamError::Tls(e.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let tls = tls_config(cfg.ca_file.as_deref())?;
 
         let client = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
@@ -244,6 +221,37 @@ impl Upstream {
         }
         Err(UpstreamError::Redirect(host_of(&url)))
     }
+}
+
+/// The rustls client config every HTTP client of feedcache uses: the ring
+/// provider pingora already links (reqwest is built without one), the system
+/// roots plus an optional extra CA file, HTTP/2 offered by ALPN.
+pub fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, UpstreamError> {
+    let mut roots = rustls::RootCertStore::empty();
+    // A machine without a CA bundle can still reach plain-HTTP and
+    // corporate-CA upstreams, so missing system roots are not fatal.
+    let native = rustls_native_certs::load_native_certs();
+    for cert in native.certs {
+        let _ = roots.add(cert);
+    }
+    if let Some(path) = ca_file {
+        let certs = CertificateDer::pem_file_iter(path)
+            .map_err(|e| UpstreamError::Tls(format!("{}: {e}", path.display())))?;
+        for cert in certs {
+            let cert = cert.map_err(|e| UpstreamError::Tls(format!("{}: {e}", path.display())))?;
+            roots
+                .add(cert)
+                .map_err(|e| UpstreamError::Tls(format!("{}: {e}", path.display())))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| UpstreamError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tls)
 }
 
 /// Maps a reqwest error to the typed error, naming only the host.
