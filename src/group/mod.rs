@@ -129,8 +129,7 @@ impl App {
                     .map(|(n, d)| relink(d, &feed.upstreams[*n].feed, *n, &me))
                     .collect();
                 let body = merged(docs, move |d| {
-                    let pairs: Vec<_> =
-                        d.iter().zip(&rules).map(|(b, r)| (b.as_ref(), r)).collect();
+                    let pairs: Vec<_> = d.iter().zip(&rules).map(|(b, r)| (*b, r)).collect();
                     merge::search(&pairs)
                 })
                 .await?;
