@@ -69,10 +69,17 @@ impl AppError {
         }
     }
 
+    /// Whether this failure is worth a warning in the log: a fault of ours
+    /// or of an upstream. A miss while offline is what the operator asked
+    /// for, however often it happens.
+    pub fn deserves_warning(&self) -> bool {
+        self.status() >= 500 && !matches!(self, AppError::Upstream(UpstreamError::Offline))
+    }
+
     /// Logs a failed background fetch of `key`: upstream and cache failures
     /// as warnings, "not found" and refusals only at debug level.
     pub fn log_for(&self, key: &crate::keys::CacheKey, what: &str) {
-        if self.status() >= 500 {
+        if self.deserves_warning() {
             tracing::warn!(key = %key, error = %self, "{what}");
         } else {
             tracing::debug!(key = %key, error = %self, "{what}");

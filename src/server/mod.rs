@@ -199,7 +199,7 @@ impl Handler {
                 write_reply(session, reply, &base, raw_ok).await
             }
             Err(e) => {
-                if e.status() >= 500 {
+                if e.deserves_warning() {
                     tracing::warn!(path = uri.path(), error = %e, "request failed");
                 }
                 write_error(session, &e).await.map(|sent| (sent, None))
