@@ -52,3 +52,11 @@ if [ "$mode" = test ] && [ ! -d "$(npm root -g)/nuget-exe" ]; then
   echo "installing: nuget-exe (npm)"
   $sudo npm install -g --silent nuget-exe@5.8 >/dev/null
 fi
+
+# The S3-compatible server of the cluster tests (s3s-fs: S3 over a
+# directory), built once into a fixed root and reused by every later run.
+tools=${FEEDCACHE_TOOLS:-$HOME/.cache/feedcache-tools}
+if [ "$mode" = test ] && [ ! -x "$tools/bin/s3s-fs" ]; then
+  echo "installing: s3s-fs 0.14.1 into $tools (cargo; ~4 min, once)"
+  cargo install --locked --quiet s3s-fs@0.14.1 --features binary --root "$tools"
+fi

@@ -93,10 +93,7 @@ impl App {
     /// credentials (`Query::clean`): what is forwarded and part of a key.
     pub async fn handle(&self, route: &Route, query: Option<&str>) -> Result<Reply, AppError> {
         match route {
-            Route::Health => Ok(generated(
-                Bytes::from_static(b"ok\n"),
-                "text/plain; charset=utf-8",
-            )),
+            Route::Health => Ok(generated(self.health(), "text/plain; charset=utf-8")),
             Route::Metrics => Ok(self.metrics().await),
             Route::AdminStats => Ok(self.stats().await),
             Route::AdminPurge(spec) => self.purge(spec).await,
@@ -197,11 +194,26 @@ impl App {
         }
     }
 
+    /// `/health`: `ok` while the process serves, plus the shared bucket's
+    /// state when there is one (a bucket that is down fails no request, so
+    /// it does not fail the check either).
+    fn health(&self) -> Bytes {
+        match &self.cache.shared {
+            None => Bytes::from_static(b"ok\n"),
+            Some(s) => {
+                let (up, backlog) = s.status();
+                let state = if up { "reachable" } else { "failing" };
+                Bytes::from(format!("ok\nstore: {state}, {backlog} uploads waiting\n"))
+            }
+        }
+    }
+
     /// `/metrics`: counters plus the current size of each cache structure.
     async fn metrics(&self) -> Reply {
         let mem_bytes = self.cache.memory.weighted_size().await as f64;
         let (disk_bytes, disk_entries) = self.cache.disk.index.totals();
-        use crate::metrics::GaugeKind::{CacheBytes, CacheEntries, FillsInFlight};
+        use crate::metrics::GaugeKind::{CacheBytes, CacheEntries, FillsInFlight, UploadBacklog};
+        let backlog = self.cache.shared.as_ref().map_or(0, |s| s.status().1);
         let gauges: &[crate::metrics::Gauge<'_>] = &[
             (CacheBytes, "memory", mem_bytes),
             (CacheBytes, "disk", disk_bytes as f64),
@@ -212,6 +224,7 @@ impl App {
             ),
             (CacheEntries, "disk", disk_entries as f64),
             (FillsInFlight, "", self.cache.blobs.len() as f64),
+            (UploadBacklog, "", backlog as f64),
         ];
         let body = Bytes::from(crate::metrics::get().render(gauges));
         generated(body, "text/plain; version=0.0.4; charset=utf-8")

@@ -24,6 +24,8 @@ pub enum GaugeKind {
     CacheEntries,
     /// Package downloads in progress (no label).
     FillsInFlight,
+    /// Fills waiting for upload to the shared bucket (no label).
+    UploadBacklog,
 }
 
 /// Upper bounds (seconds) of the upstream latency histogram.
@@ -49,6 +51,9 @@ pub struct Metrics {
     cache_bytes: GaugeVec,
     cache_entries: GaugeVec,
     fills_in_flight: GaugeVec,
+    store_requests: IntCounterVec,
+    store_bytes: IntCounterVec,
+    store_backlog: GaugeVec,
 }
 
 impl Metrics {
@@ -145,6 +150,21 @@ impl Metrics {
             fills_in_flight: gauge_vec(
                 "feedcache_fills_in_flight",
                 "Package downloads from upstreams in progress.",
+                &[],
+            )?,
+            store_requests: counter_vec(
+                "feedcache_store_requests_total",
+                "Requests to the shared bucket by operation and result.",
+                &["op", "result"],
+            )?,
+            store_bytes: counter_vec(
+                "feedcache_store_bytes_total",
+                "Entry bytes read from or written to the shared bucket.",
+                &["op"],
+            )?,
+            store_backlog: gauge_vec(
+                "feedcache_store_upload_backlog",
+                "Fills waiting for upload to the shared bucket.",
                 &[],
             )?,
             registry,
@@ -251,6 +271,15 @@ impl Metrics {
         self.upstream_latency.observe(elapsed.as_secs_f64());
     }
 
+    /// One request to the shared bucket: `op` get or put, `result` hit,
+    /// miss, rejected (failed its checks), ok, error or dropped (queue full).
+    pub fn store(&self, op: &'static str, result: &'static str, bytes: u64) {
+        self.store_requests.with_label_values(&[op, result]).inc();
+        if bytes > 0 {
+            self.store_bytes.with_label_values(&[op]).inc_by(bytes);
+        }
+    }
+
     /// The text exposition format, after setting `gauges` (point-in-time
     /// values supplied by the caller).
     pub fn render(&self, gauges: &[Gauge<'_>]) -> String {
@@ -259,6 +288,7 @@ impl Metrics {
                 GaugeKind::CacheBytes => (&self.cache_bytes, &[label]),
                 GaugeKind::CacheEntries => (&self.cache_entries, &[label]),
                 GaugeKind::FillsInFlight => (&self.fills_in_flight, &[]),
+                GaugeKind::UploadBacklog => (&self.store_backlog, &[]),
             };
             vec.with_label_values(labels).set(*value);
         }

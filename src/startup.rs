@@ -22,6 +22,8 @@ pub enum StartError {
     Config(#[from] crate::config::ConfigError),
     #[error("cannot start a thread: {0}")]
     Thread(std::io::Error),
+    #[error(transparent)]
+    Store(#[from] crate::cluster::StoreError),
 }
 
 /// How often the disk tier is checked against its cap.
@@ -65,11 +67,13 @@ pub fn run(config: Config) -> Result<std::convert::Infallible, StartError> {
     let admin_key = config.admin.key()?;
     let credential = config.proget.url.as_ref().zip(proget_key.as_ref());
     let upstream = Upstream::new(&config.upstream, credential)?;
-    let cache = Arc::new(
-        Cache::new(memory, disk, config.cache.negative_ttl)
-            .with_max_body(config.cache.max_package_size.as_u64())
-            .with_max_entries(config.extract.max_entries),
-    );
+    let mut cache = Cache::new(memory, disk, config.cache.negative_ttl)
+        .with_max_body(config.cache.max_package_size.as_u64())
+        .with_max_entries(config.extract.max_entries);
+    if let Some(store) = &config.cluster.store {
+        cache = cache.with_shared(crate::cluster::Store::start(store)?);
+    }
+    let cache = Arc::new(cache);
     tracing::info!(
         listen = ?plain,
         tls = ?tls.as_ref().map(|t| t.addr),

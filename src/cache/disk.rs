@@ -261,11 +261,44 @@ impl DiskTier {
             })
             .await
         };
+        self.published(key, &name, size, written)
+    }
+
+    /// Writes a whole entry file as it came from the shared tier (header
+    /// and body, already checked) atomically.
+    pub async fn put_file(&self, key: &CacheKey, file: Bytes) -> Result<(), CacheError> {
+        let name = name_for(key);
+        let target = self.path_of(&name);
+        let size = file.len() as u64;
+        let temp = self.temp_file(&name)?;
+        let written = blocking(move || {
+            temp.as_file()
+                .write_all(&file)
+                .map_err(|e| io_err(temp.path(), e))?;
+            persist(temp, &target)
+        })
+        .await;
+        self.published(key, &name, size, written)
+    }
+
+    /// Books an entry written (or not) under `name` in the index.
+    fn published(
+        &self,
+        key: &CacheKey,
+        name: &str,
+        size: u64,
+        written: Result<(), CacheError>,
+    ) -> Result<(), CacheError> {
         self.open.invalidate(key);
         written.inspect_err(|e| self.writable.failed(e))?;
         self.durable.written();
-        self.index.insert(&name, key.as_str(), size);
+        self.index.insert(name, key.as_str(), size);
         Ok(())
+    }
+
+    /// The file name of `key`'s entry (also its name in a shared tier).
+    pub fn name(&self, key: &CacheKey) -> String {
+        name_for(key)
     }
 
     /// Removes an entry if present.

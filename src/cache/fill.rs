@@ -92,6 +92,24 @@ impl Cache {
         if !self.disk.writable.ok() {
             return Err(CacheError::NotWritable.into());
         }
+        // Another node may have fetched it already.
+        if let Some(DiskEntry {
+            file,
+            meta,
+            offset,
+            len,
+            map,
+        }) = self.fetch_shared(key).await?
+        {
+            tx.send_replace(FillState::Complete {
+                file,
+                meta,
+                offset,
+                len,
+                map,
+            });
+            return Ok(());
+        }
         let resp = upstream.get(url, &Request::default()).await?;
         if !resp.status().is_success() {
             let e = AppError::from_upstream_response(url, resp).await;
@@ -238,6 +256,7 @@ impl Cache {
             tracing::error!(key = %key, error = %e, "cannot publish cache entry");
             return Ok(());
         }
+        self.share(key);
         if let Some(k) = kept {
             let entry = Arc::new(MemEntry {
                 meta,
@@ -296,7 +315,9 @@ impl Cache {
             tracing::error!(key = %key, error = %e, "cannot publish cache entry");
             let entry = Arc::new(MemEntry { meta, body });
             self.memory.insert(key.clone(), entry).await;
+            return Ok(());
         }
+        self.share(key);
         Ok(())
     }
 }

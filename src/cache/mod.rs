@@ -10,6 +10,7 @@ mod index;
 mod inflight;
 mod load;
 mod memory;
+mod shared;
 mod writable;
 mod written;
 
@@ -22,6 +23,7 @@ pub use index::DiskIndex;
 pub use inflight::{Inflight, Joined};
 pub use load::{read_at, DiskEntry};
 pub use memory::MemoryTier;
+pub use shared::SharedTier;
 pub use written::EntryWriter;
 
 use std::sync::Arc;
@@ -75,6 +77,9 @@ pub struct Cache {
     /// timeouts and truncated bodies never land here.
     /// The flag says whether a 404 was already re-checked (see `App::flat_file`).
     pub negative: moka::sync::Cache<CacheKey, bool>,
+    /// A tier shared with other nodes (`cluster/`), read before the
+    /// upstream and given every fill.
+    pub shared: Option<Arc<dyn SharedTier>>,
     /// Largest body a fill accepts (`cache.max_package_size`).
     pub max_body: u64,
     /// The check a package body without a length must pass to be kept
@@ -95,6 +100,7 @@ impl Cache {
                 .build(),
             max_body: u64::MAX,
             package_check: crate::extract::PackageCheck::default(),
+            shared: None,
         }
     }
 

@@ -7,10 +7,12 @@ use bytesize::ByteSize;
 use serde::Deserialize;
 use url::Url;
 
+mod cluster;
 mod connections;
 mod feeds;
 mod proget;
 mod tls;
+pub use cluster::{ClusterConfig, StoreConfig};
 pub use connections::ConnectionsConfig;
 pub use feeds::{Member, VirtualFeed};
 pub use proget::{AdminConfig, AuthConfig, ExtractConfig, ProGetConfig};
@@ -80,6 +82,8 @@ pub struct Config {
     /// Virtual feeds (`[[feeds]]`): one feed over several upstreams with
     /// package-ID rules, served at `/feeds/{name}/v3/`.
     pub feeds: Vec<VirtualFeed>,
+    /// Sharing with other nodes: the bucket tier (`[cluster.store]`).
+    pub cluster: ClusterConfig,
 }
 
 impl Default for Config {
@@ -100,6 +104,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             admin: AdminConfig::default(),
             feeds: Vec::new(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -268,6 +273,9 @@ impl Config {
         }
         check_http_url(&self.nuget.service_index).map_err(|m| invalid("nuget.service_index", m))?;
         feeds::validate(&self.feeds, self.proget.url.is_some()).map_err(|m| invalid("feeds", m))?;
+        if let Some(store) = &self.cluster.store {
+            store.validate()?;
+        }
         if self.cache.dir.as_os_str().is_empty() {
             return Err(invalid("cache.dir", "must not be empty"));
         }

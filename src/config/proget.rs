@@ -117,7 +117,7 @@ impl AdminConfig {
 
 /// A secret given by an environment variable or a file (not both); `fields`
 /// name the two settings in error messages.
-fn one_secret(
+pub(super) fn one_secret(
     env: &Option<String>,
     file: &Option<PathBuf>,
     fields: (&'static str, &'static str),

@@ -4,6 +4,7 @@
 
 pub mod nuget_exe;
 pub mod proget;
+pub mod s3;
 pub mod tls;
 pub mod upstream;
 
