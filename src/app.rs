@@ -98,6 +98,7 @@ impl App {
             Route::AdminStats => Ok(self.stats().await),
             Route::AdminPurge(spec) => self.purge(spec).await,
             Route::AdminOffline(set) => Ok(self.offline(*set)),
+            Route::ClusterFill { key, url } => self.cluster_fill(key, url).await,
             Route::V3 { feed, res } => self.v3(feed, res, query).await,
             Route::Packages { feed, op, q } => self.packages(feed, op, q).await,
             Route::Upack {
@@ -321,12 +322,24 @@ impl App {
         url: Url,
         check: Option<BodyCheck>,
     ) -> Result<Reply, AppError> {
+        self.fill_reply_from(key, url, check, true).await
+    }
+
+    /// `fill_reply`; without `forward` (a peer's request) the key's owner
+    /// is this node whatever the ring says, so requests never loop.
+    pub(crate) async fn fill_reply_from(
+        &self,
+        key: &CacheKey,
+        url: Url,
+        check: Option<BodyCheck>,
+        forward: bool,
+    ) -> Result<Reply, AppError> {
         if !self.cache.disk.writable.ok() {
             return self.pass_through(&url).await;
         }
-        let (fill, _) = self
-            .cache
-            .fill_blob(key, url.clone(), self.upstream.clone(), check);
+        let (fill, _) =
+            self.cache
+                .fill_blob(key, url.clone(), self.upstream.clone(), check, forward);
         match fill_reply(fill.reader(), "MISS").await {
             // The disk failed this fill before a byte was sent.
             Err(AppError::Cache(_)) if !self.cache.disk.writable.ok() => {
@@ -394,6 +407,22 @@ impl App {
             .unwrap_or_else(|p| p.into_inner())
             .insert(feed.clone(), (etag.clone(), idx.clone()));
         Ok((idx, entry.meta.clone(), outcome.as_str()))
+    }
+
+    /// Whether `url` is on one of this node's upstreams (configured, or named
+    /// by a service index it has read): all a peer may have it fetch.
+    pub(crate) fn knows_origin(&self, url: &Url) -> bool {
+        let origin = url.origin();
+        let configured = [
+            Some(&self.config.nuget.service_index),
+            self.config.proget.url.as_ref(),
+        ];
+        if configured.iter().flatten().any(|u| u.origin() == origin) {
+            return true;
+        }
+        let text = origin.ascii_serialization();
+        let feeds = self.feeds.lock().unwrap_or_else(|p| p.into_inner());
+        feeds.values().any(|(_, idx)| idx.origins.contains(&text))
     }
 
     fn service_index_url(&self, feed: &FeedRef) -> Result<Url, AppError> {

@@ -11,11 +11,23 @@ use crate::secret::Secret;
 pub struct Auth {
     keys: Vec<Secret>,
     admin: Option<Secret>,
+    /// The secret cluster nodes present to each other.
+    cluster: Option<Secret>,
 }
 
 impl Auth {
     pub fn new(keys: Vec<Secret>) -> Self {
-        Auth { keys, admin: None }
+        Auth {
+            keys,
+            admin: None,
+            cluster: None,
+        }
+    }
+
+    /// With a cluster secret, the peers' route exists.
+    pub fn with_cluster(mut self, secret: Option<Secret>) -> Self {
+        self.cluster = secret;
+        self
     }
 
     /// With an admin key, the admin API exists.
@@ -46,6 +58,18 @@ impl Auth {
                 .any(|p| admin.matches(p));
             return if ok { Ok(()) } else { Err(AppError::Forbidden) };
         }
+        if class == AuthClass::Cluster {
+            let Some(secret) = &self.cluster else {
+                return Err(AppError::NotFound);
+            };
+            let shown = headers
+                .get(crate::upstream::CLUSTER_HEADER)
+                .and_then(|v| v.to_str().ok());
+            return match shown {
+                Some(s) if secret.matches(s) => Ok(()),
+                _ => Err(AppError::Forbidden),
+            };
+        }
         if !self.enabled() || class == AuthClass::Public {
             return Ok(());
         }
@@ -55,7 +79,9 @@ impl Auth {
         match (ok, class) {
             (true, _) | (_, AuthClass::Public) => Ok(()),
             (false, AuthClass::Challenge) => Err(AppError::Unauthorized),
-            (false, AuthClass::Forbidden | AuthClass::Admin) => Err(AppError::Forbidden),
+            (false, AuthClass::Forbidden | AuthClass::Admin | AuthClass::Cluster) => {
+                Err(AppError::Forbidden)
+            }
         }
     }
 }

@@ -212,6 +212,7 @@ impl MetadataStore {
         let req = Request {
             if_none_match: validator,
             accept_gzip: true,
+            ..Request::default()
         };
         let resp = self.upstream.get(url, &req).await?;
         let status = resp.status().as_u16();

@@ -54,6 +54,7 @@ pub struct Metrics {
     store_requests: IntCounterVec,
     store_bytes: IntCounterVec,
     store_backlog: GaugeVec,
+    peer_requests: IntCounterVec,
 }
 
 impl Metrics {
@@ -167,6 +168,11 @@ impl Metrics {
                 "Fills waiting for upload to the shared bucket.",
                 &[],
             )?,
+            peer_requests: counter_vec(
+                "feedcache_peer_requests_total",
+                "Misses asked of the owner node, by result (ok, error).",
+                &["result"],
+            )?,
             registry,
         })
     }
@@ -278,6 +284,11 @@ impl Metrics {
         if bytes > 0 {
             self.store_bytes.with_label_values(&[op]).inc_by(bytes);
         }
+    }
+
+    /// One miss asked of its owner node.
+    pub fn peer(&self, result: &'static str) {
+        self.peer_requests.with_label_values(&[result]).inc();
     }
 
     /// The text exposition format, after setting `gauges` (point-in-time

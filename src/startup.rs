@@ -73,6 +73,12 @@ pub fn run(config: Config) -> Result<std::convert::Infallible, StartError> {
     if let Some(store) = &config.cluster.store {
         cache = cache.with_shared(crate::cluster::Store::start(store)?);
     }
+    let cluster_secret = config.cluster.secret()?;
+    if let Some(secret) = cluster_secret.clone() {
+        if let Some(peers) = crate::cluster::Peers::new(&config.cluster.peers, secret) {
+            cache = cache.with_owners(Arc::new(peers));
+        }
+    }
     let cache = Arc::new(cache);
     tracing::info!(
         listen = ?plain,
@@ -96,7 +102,9 @@ pub fn run(config: Config) -> Result<std::convert::Infallible, StartError> {
     let fd_limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
     let max_connections = config.connections.cap(fd_limit);
     tracing::info!(max_connections, fd_limit, "connection limits");
-    let auth = crate::auth::Auth::new(client_keys).with_admin(admin_key);
+    let auth = crate::auth::Auth::new(client_keys)
+        .with_admin(admin_key)
+        .with_cluster(cluster_secret);
     let signer = crate::rawlink::RawSigner::load_or_create(&config.cache.dir).map_err(|e| {
         StartError::Cache(crate::cache::CacheError::Io {
             path: config

@@ -86,7 +86,12 @@ pub struct Request<'a> {
     pub if_none_match: Option<&'a str>,
     /// Ask for gzip (metadata, which feedcache decompresses itself).
     pub accept_gzip: bool,
+    /// The cluster secret, on a request to a peer (`cluster/`).
+    pub cluster_secret: Option<&'a str>,
 }
+
+/// The header a node presents the cluster secret in.
+pub const CLUSTER_HEADER: &str = "X-Feedcache-Cluster";
 
 /// A shared upstream client with connection pooling.
 #[derive(Clone)]
@@ -180,6 +185,9 @@ impl Upstream {
                 http::header::ACCEPT_ENCODING,
                 if req.accept_gzip { "gzip" } else { "identity" },
             );
+            if let Some(s) = req.cluster_secret {
+                b = b.header(CLUSTER_HEADER, s);
+            }
             if let Some(cred) = self.credential.as_ref().filter(|_| self.sends_key_to(&url)) {
                 b = b.header("X-ApiKey", cred.1.clone());
             }

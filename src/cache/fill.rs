@@ -30,13 +30,16 @@ pub type BodyCheck = crate::extract::PackageCheck;
 
 impl Cache {
     /// Joins the fill of `key` or starts one from `url` in a task that outlives
-    /// the requesting client. Returns whether this call started it.
+    /// the requesting client. Returns whether this call started it. With
+    /// `forward`, a key another node owns is asked of that node first (a
+    /// fill for a peer's request never forwards again).
     pub fn fill_blob(
         self: &Arc<Self>,
         key: &CacheKey,
         url: Url,
         upstream: Upstream,
         check: Option<BodyCheck>,
+        forward: bool,
     ) -> (Arc<Fill>, bool) {
         let joined = self.blobs.join_or_start(key, || {
             let (tx, rx) = watch::channel(FillState::Waiting);
@@ -44,7 +47,8 @@ impl Cache {
             let key = key.clone();
             tokio::spawn(async move {
                 let done = cache.blobs.finish_on_drop(&key);
-                let result = cache.run_blob_fill(&key, &url, &upstream, check, &tx).await;
+                let result =
+                    (cache.run_blob_fill(&key, &url, &upstream, check, forward, &tx)).await;
                 // Unregistered before a failure is published: a request that
                 // has seen it must start a new fill, never join this one.
                 drop(done);
@@ -67,6 +71,7 @@ impl Cache {
         url: &Url,
         upstream: &Upstream,
         check: Option<BodyCheck>,
+        forward: bool,
         tx: &watch::Sender<FillState>,
     ) -> Result<(), AppError> {
         // A fill that finished between the caller's disk miss and registering
@@ -92,25 +97,31 @@ impl Cache {
         if !self.disk.writable.ok() {
             return Err(CacheError::NotWritable.into());
         }
-        // Another node may have fetched it already.
-        if let Some(DiskEntry {
-            file,
-            meta,
-            offset,
-            len,
-            map,
-        }) = self.fetch_shared(key).await?
-        {
-            tx.send_replace(FillState::Complete {
-                file,
-                meta,
-                offset,
-                len,
-                map,
-            });
-            return Ok(());
-        }
-        let resp = upstream.get(url, &Request::default()).await?;
+        // The key's owner fills it for the cluster; else another node may
+        // have put it in the shared bucket; else the upstream.
+        let (resp, from_peer) = match self.ask_owner(key, url, upstream, forward).await {
+            Some(resp) => (resp, true),
+            None => {
+                if let Some(DiskEntry {
+                    file,
+                    meta,
+                    offset,
+                    len,
+                    map,
+                }) = self.fetch_shared(key).await?
+                {
+                    tx.send_replace(FillState::Complete {
+                        file,
+                        meta,
+                        offset,
+                        len,
+                        map,
+                    });
+                    return Ok(());
+                }
+                (upstream.get(url, &Request::default()).await?, false)
+            }
+        };
         if !resp.status().is_success() {
             let e = AppError::from_upstream_response(url, resp).await;
             if e.is_not_found() {
@@ -136,7 +147,12 @@ impl Cache {
         let cacheable = expected.is_some() || check.is_some();
         let meta = Arc::new(blob_meta(resp.headers(), url, expected));
         if let Some(n) = expected.filter(|n| *n <= SMALL_FILL && self.memory.admits(*n)) {
-            return self.small_fill(key, url, resp, meta, n, check, tx).await;
+            let fill = self.small_fill(key, url, resp, meta, n, check, tx);
+            return fill.await.map(|kept| {
+                if kept && !from_peer {
+                    self.share(key);
+                }
+            });
         }
         let temp = self.disk.temp(key)?;
         let header = encode_header(&meta, key.as_str());
@@ -256,7 +272,10 @@ impl Cache {
             tracing::error!(key = %key, error = %e, "cannot publish cache entry");
             return Ok(());
         }
-        self.share(key);
+        // What the owner sent, the owner shares.
+        if !from_peer {
+            self.share(key);
+        }
         if let Some(k) = kept {
             let entry = Arc::new(MemEntry {
                 meta,
@@ -272,7 +291,8 @@ impl Cache {
     /// A body small enough for the memory tier, announced with its length:
     /// read whole, handed to waiting clients from memory, then written to
     /// disk in one step. Streaming it through a file would cost more hops
-    /// than the few milliseconds of buffering it saves.
+    /// than the few milliseconds of buffering it saves. `true` when the
+    /// entry is on disk.
     #[allow(clippy::too_many_arguments)]
     async fn small_fill(
         &self,
@@ -283,7 +303,7 @@ impl Cache {
         expected: u64,
         check: Option<BodyCheck>,
         tx: &watch::Sender<FillState>,
-    ) -> Result<(), AppError> {
+    ) -> Result<bool, AppError> {
         let mut buf = BytesMut::with_capacity(usize::try_from(expected).unwrap_or(0));
         let mut body = resp.bytes_stream();
         while let Some(chunk) = body.next().await {
@@ -315,10 +335,9 @@ impl Cache {
             tracing::error!(key = %key, error = %e, "cannot publish cache entry");
             let entry = Arc::new(MemEntry { meta, body });
             self.memory.insert(key.clone(), entry).await;
-            return Ok(());
+            return Ok(false);
         }
-        self.share(key);
-        Ok(())
+        Ok(true)
     }
 }
 

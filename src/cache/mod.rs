@@ -23,7 +23,7 @@ pub use index::DiskIndex;
 pub use inflight::{Inflight, Joined};
 pub use load::{read_at, DiskEntry};
 pub use memory::MemoryTier;
-pub use shared::SharedTier;
+pub use shared::{Owners, SharedTier};
 pub use written::EntryWriter;
 
 use std::sync::Arc;
@@ -80,6 +80,8 @@ pub struct Cache {
     /// A tier shared with other nodes (`cluster/`), read before the
     /// upstream and given every fill.
     pub shared: Option<Arc<dyn SharedTier>>,
+    /// The other nodes of a cluster: a miss asks the key's owner first.
+    pub owners: Option<Arc<dyn Owners>>,
     /// Largest body a fill accepts (`cache.max_package_size`).
     pub max_body: u64,
     /// The check a package body without a length must pass to be kept
@@ -101,6 +103,7 @@ impl Cache {
             max_body: u64::MAX,
             package_check: crate::extract::PackageCheck::default(),
             shared: None,
+            owners: None,
         }
     }
 

@@ -32,6 +32,14 @@ pub trait SharedTier: Send + Sync {
     fn status(&self) -> (bool, u64);
 }
 
+/// The other nodes: who owns a key. Its owner fills it for the cluster;
+/// every other node asks the owner instead of the upstream.
+pub trait Owners: Send + Sync {
+    /// Where to ask the owner of `key` for it (to be filled from `url`),
+    /// and the secret to present; `None` when this node owns it.
+    fn owner(&self, key: &CacheKey, url: &url::Url) -> Option<(url::Url, &str)>;
+}
+
 /// Why a shared copy is not used.
 fn check(bytes: &[u8], key: &CacheKey) -> Result<(), &'static str> {
     let (meta, stored_key, offset, seal) = decode_header(bytes).map_err(|_| "unreadable header")?;
@@ -54,6 +62,12 @@ fn check(bytes: &[u8], key: &CacheKey) -> Result<(), &'static str> {
 }
 
 impl Cache {
+    /// Sets the other nodes (once, at start).
+    pub fn with_owners(mut self, owners: Arc<dyn Owners>) -> Self {
+        self.owners = Some(owners);
+        self
+    }
+
     /// Sets the shared tier (once, at start).
     pub fn with_shared(mut self, tier: Arc<dyn SharedTier>) -> Self {
         self.shared = Some(tier);
@@ -88,6 +102,45 @@ impl Cache {
         }
         self.disk.put_file(key, bytes).await?;
         self.disk.get(key).await
+    }
+
+    /// The answer of `key`'s owner: the body, or its "not found" (which is
+    /// the upstream's). `None` when this node owns the key, the fill is for
+    /// a peer, or the owner failed: then the bucket and the upstream follow,
+    /// so no node is a single point of failure.
+    pub(super) async fn ask_owner(
+        &self,
+        key: &CacheKey,
+        url: &url::Url,
+        upstream: &crate::upstream::Upstream,
+        forward: bool,
+    ) -> Option<reqwest::Response> {
+        if !forward {
+            return None;
+        }
+        let (peer, secret) = self.owners.as_ref()?.owner(key, url)?;
+        let req = crate::upstream::Request {
+            cluster_secret: Some(secret),
+            ..Default::default()
+        };
+        let failed = |why: &dyn std::fmt::Display| {
+            tracing::warn!(key = %key, peer = %peer.authority(), error = %why, "owner node failed; filling here");
+            crate::metrics::get().peer("error");
+        };
+        match upstream.get(&peer, &req).await {
+            Ok(r) if r.status().is_success() || matches!(r.status().as_u16(), 404 | 410) => {
+                crate::metrics::get().peer("ok");
+                Some(r)
+            }
+            Ok(r) => {
+                failed(&r.status());
+                None
+            }
+            Err(e) => {
+                failed(&e);
+                None
+            }
+        }
     }
 
     /// Offers the local entry of `key` to the shared tier.

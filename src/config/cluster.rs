@@ -1,5 +1,6 @@
-//! `[cluster]`: what a node shares with the others. So far the shared
-//! second tier on S3-compatible object storage (`[cluster.store]`).
+//! `[cluster]`: the other nodes (`peers`: the owner of a key fills it once
+//! for all) and the shared second tier on S3-compatible object storage
+//! (`[cluster.store]`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -18,6 +19,62 @@ pub struct ClusterConfig {
     /// A bucket every node reads before the upstream and uploads its fills
     /// to. Unset: no shared tier.
     pub store: Option<StoreConfig>,
+    /// Every node of the cluster, this one marked `me = true`, the same
+    /// list on every node. A key's owner (Ketama ring over the addresses)
+    /// fills it; the other nodes ask the owner. Empty: no peers.
+    pub peers: Vec<PeerConfig>,
+    /// Environment variable holding the secret nodes present to each other.
+    pub secret_env: Option<String>,
+    /// File holding that secret (alternative to `secret_env`).
+    pub secret_file: Option<PathBuf>,
+}
+
+/// One node of the cluster.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    /// The address other nodes reach it at (`ip:port` of its plain listener).
+    pub addr: std::net::SocketAddr,
+    /// This node.
+    #[serde(default)]
+    pub me: bool,
+}
+
+impl ClusterConfig {
+    /// The secret nodes present to each other.
+    pub fn secret(&self) -> Result<Option<Secret>, ConfigError> {
+        one_secret(
+            &self.secret_env,
+            &self.secret_file,
+            ("cluster.secret_env", "cluster.secret_file"),
+        )
+    }
+
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(store) = &self.store {
+            store.validate()?;
+        }
+        if self.peers.is_empty() {
+            return Ok(());
+        }
+        if self.peers.iter().filter(|p| p.me).count() != 1 {
+            return Err(invalid(
+                "cluster.peers",
+                "mark exactly one peer `me = true`",
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        if !self.peers.iter().all(|p| seen.insert(p.addr)) {
+            return Err(invalid("cluster.peers", "an address is listed twice"));
+        }
+        if self.secret()?.is_none() {
+            return Err(invalid(
+                "cluster.secret_env",
+                "peers need a shared secret (secret_env or secret_file)",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// An S3-compatible bucket (AWS S3, Garage, MinIO, Ceph RGW, ...).

@@ -12,7 +12,7 @@ mod connections;
 mod feeds;
 mod proget;
 mod tls;
-pub use cluster::{ClusterConfig, StoreConfig};
+pub use cluster::{ClusterConfig, PeerConfig, StoreConfig};
 pub use connections::ConnectionsConfig;
 pub use feeds::{Member, VirtualFeed};
 pub use proget::{AdminConfig, AuthConfig, ExtractConfig, ProGetConfig};
@@ -273,9 +273,7 @@ impl Config {
         }
         check_http_url(&self.nuget.service_index).map_err(|m| invalid("nuget.service_index", m))?;
         feeds::validate(&self.feeds, self.proget.url.is_some()).map_err(|m| invalid("feeds", m))?;
-        if let Some(store) = &self.cluster.store {
-            store.validate()?;
-        }
+        self.cluster.validate()?;
         if self.cache.dir.as_os_str().is_empty() {
             return Err(invalid("cache.dir", "must not be empty"));
         }

@@ -152,7 +152,7 @@ impl App {
                 let check = Some(self.cache.package_check);
                 let (fill, _) =
                     self.cache
-                        .fill_blob(key, url.clone(), self.upstream.clone(), check);
+                        .fill_blob(key, url.clone(), self.upstream.clone(), check, true);
                 let (pkg, meta) = match fill.reader().complete().await {
                     // No disk to hold it: the package is read into memory
                     // for this request only (bounded), then dropped.

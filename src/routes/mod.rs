@@ -28,6 +28,9 @@ pub enum Route {
     AdminPurge(crate::keys::PurgeSpec),
     /// `/admin/offline`: GET reports offline mode; POST `?on=true|false` sets it.
     AdminOffline(Option<bool>),
+    /// `/_cluster/fill?entry=&url=`: another node asks this one, the key's
+    /// owner, for immutable content (filled here once, streamed).
+    ClusterFill { key: String, url: url::Url },
     /// A NuGet V3 resource of one feed.
     V3 { feed: FeedRef, res: V3Route },
     /// ProGet's packages API: `/api/packages/{feed}/{op}?...`.
@@ -56,6 +59,8 @@ pub enum AuthClass {
     Forbidden,
     /// Needs the admin key (403), and does not exist without one (404).
     Admin,
+    /// Needs the cluster secret (403), and does not exist without one (404).
+    Cluster,
 }
 
 impl Route {
@@ -67,6 +72,7 @@ impl Route {
             Route::AdminStats => "admin_stats",
             Route::AdminPurge(_) => "admin_purge",
             Route::AdminOffline(_) => "admin_offline",
+            Route::ClusterFill { .. } => "cluster_fill",
             Route::V3 { res, .. } => match res {
                 V3Route::ServiceIndex => "service_index",
                 V3Route::FlatIndex { .. } => "flat_index",
@@ -97,6 +103,7 @@ impl Route {
             Route::V3 { .. } => AuthClass::Challenge,
             Route::Packages { .. } | Route::Upack { .. } | Route::Metrics => AuthClass::Forbidden,
             Route::AdminStats | Route::AdminPurge(_) | Route::AdminOffline(_) => AuthClass::Admin,
+            Route::ClusterFill { .. } => AuthClass::Cluster,
         }
     }
 }
@@ -189,6 +196,7 @@ fn route_path(method: &http::Method, path: &str, query: &Query) -> Result<Route,
             }
             Route::AdminOffline(None)
         }
+        ["_cluster", "fill"] => cluster_fill(query)?,
         ["v3", rest @ ..] => Route::V3 {
             feed: FeedRef::Default,
             res: v3(rest)?,
@@ -226,6 +234,24 @@ fn route_path(method: &http::Method, path: &str, query: &Query) -> Result<Route,
         return Err(RouteError::MethodNotAllowed);
     }
     Ok(r)
+}
+
+/// A peer's fill request: the cache key and the upstream URL to fill it from.
+fn cluster_fill(q: &Query) -> Result<Route, RouteError> {
+    let key = q.get("entry").unwrap_or_default();
+    let ok = !key.is_empty() && key.len() <= 1024 && !key.chars().any(char::is_control);
+    if !ok {
+        return Err(bad("entry required"));
+    }
+    let url = q
+        .get("url")
+        .and_then(|u| url::Url::parse(u).ok())
+        .filter(|u| matches!(u.scheme(), "http" | "https"))
+        .ok_or_else(|| bad("an http(s) url is required"))?;
+    Ok(Route::ClusterFill {
+        key: key.to_owned(),
+        url,
+    })
 }
 
 /// `feed`, `id`, `version` of a purge, normalized; at least one is required.

@@ -92,18 +92,50 @@ impl Proxy {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Proxy {
+        Self::start_on("127.0.0.1:0", index_url, cache_dir, extra, env).await
+    }
+
+    /// Like `start_with_env`, listening on `listen` (cluster nodes must know
+    /// each other's addresses before they start).
+    pub async fn start_on(
+        listen: &str,
+        index_url: &str,
+        cache_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Proxy {
         let log = std::env::var("FEEDCACHE_TEST_LOG").unwrap_or_else(|_| "warn".into());
-        Self::launch(index_url, cache_dir, extra, env, &log, Stdio::inherit()).await
+        Self::launch(
+            listen,
+            index_url,
+            cache_dir,
+            extra,
+            env,
+            &log,
+            Stdio::inherit(),
+        )
+        .await
     }
 
     /// Like `start`, with the default log level (access log on) and the
     /// log written to `log_file`, as under a service manager.
     pub async fn start_logging_to(index_url: &str, cache_dir: &Path, log_file: &Path) -> Proxy {
         let file = std::fs::File::create(log_file).expect("create log file");
-        Self::launch(index_url, cache_dir, &[], &[], "info", Stdio::from(file)).await
+        let listen = "127.0.0.1:0";
+        Self::launch(
+            listen,
+            index_url,
+            cache_dir,
+            &[],
+            &[],
+            "info",
+            Stdio::from(file),
+        )
+        .await
     }
 
     async fn launch(
+        listen: &str,
         index_url: &str,
         cache_dir: &Path,
         extra: &[&str],
@@ -112,7 +144,7 @@ impl Proxy {
         stderr: Stdio,
     ) -> Proxy {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_feedcache"));
-        cmd.args(["--listen", "127.0.0.1:0", "--upstream", index_url])
+        cmd.args(["--listen", listen, "--upstream", index_url])
             .arg("--cache-dir")
             .arg(cache_dir)
             .args(["--threads", "2"])

@@ -1,0 +1,123 @@
+//! Three feedcache nodes as one cache (issue #12 points 2 and 3): the owner
+//! of a key fills it once for the cluster, and a dead owner leaves the
+//! others answering.
+
+mod common;
+
+use common::*;
+use feedcache::cluster::Peers;
+use feedcache::config::PeerConfig;
+
+const SECRET: &str = "cluster-secret-for-tests";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `n` nodes over `up`, each knowing all; `extra` is more config for all.
+async fn cluster(
+    up: &FakeUpstream,
+    dir: &std::path::Path,
+    n: usize,
+    extra: &str,
+    env: &[(&str, &str)],
+) -> (Vec<Proxy>, Vec<String>) {
+    let addrs: Vec<String> = (0..n)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let mut nodes = Vec::new();
+    for (i, me) in addrs.iter().enumerate() {
+        let peers: Vec<String> = addrs
+            .iter()
+            .map(|a| format!("{{ addr = \"{a}\", me = {} }}", a == me))
+            .collect();
+        let conf = format!(
+            "[cluster]\nsecret_env = \"FC_CLUSTER_SECRET\"\npeers = [{}]\n{extra}",
+            peers.join(", ")
+        );
+        let file = dir.join(format!("node{i}.toml"));
+        std::fs::write(&file, conf).unwrap();
+        let mut env = env.to_vec();
+        env.push(("FC_CLUSTER_SECRET", SECRET));
+        let cache = dir.join(format!("node{i}"));
+        let args = ["-c", file.to_str().unwrap()];
+        nodes.push(Proxy::start_on(me, &up.index_url(), &cache, &args, &env).await);
+    }
+    (nodes, addrs)
+}
+
+/// The node that owns `key` in a ring over `addrs`.
+fn owner(addrs: &[String], key: &str) -> usize {
+    let list: Vec<PeerConfig> = addrs
+        .iter()
+        .map(|a| PeerConfig {
+            addr: a.parse().unwrap(),
+            me: false,
+        })
+        .collect();
+    let mut with_me = list.clone();
+    with_me[0].me = true;
+    let ring = Peers::new(&with_me, feedcache::secret::Secret::list("x").remove(0)).unwrap();
+    let node = ring.owner_of(key).unwrap().to_string();
+    addrs.iter().position(|a| *a == node).unwrap()
+}
+
+#[tokio::test]
+async fn ninety_concurrent_misses_on_three_nodes_make_one_upstream_fetch() {
+    let up = FakeUpstream::start().await;
+    up.serve_nuget_index();
+    let body = blob(2_000_000, 9);
+    let path = "/v3-flatcontainer/herd.pkg/1.0.0/herd.pkg.1.0.0.nupkg";
+    // Slow, so the requests overlap the fill (the count holds either way).
+    up.set(
+        path,
+        Behavior::Slow(
+            std::time::Duration::from_millis(300),
+            Box::new(Behavior::bytes(body.clone())),
+        ),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (nodes, _) = cluster(&up, dir.path(), 3, "", &[]).await;
+    let url = "/v3/flatcontainer/herd.pkg/1.0.0/herd.pkg.1.0.0.nupkg";
+    let gets = (0..90).map(|i| {
+        let u = nodes[i % 3].url(url);
+        async move { get(&u).await }
+    });
+    for (s, _, b) in futures_util::future::join_all(gets).await {
+        assert!(s == 200 && b == body);
+    }
+    assert_eq!(up.hits(path), 1, "one upstream fetch for the whole cluster");
+    // Peers are refused without the secret.
+    let fill = format!(
+        "/_cluster/fill?entry=nuget/flat/x/1.0.0/x.1.0.0.nupkg&url={}{path}",
+        up.base()
+    );
+    let (s, _, _) = get(&nodes[0].url(&fill)).await;
+    assert_eq!(s, 403);
+}
+
+#[tokio::test]
+async fn a_dead_owner_leaves_the_others_answering() {
+    let up = FakeUpstream::start().await;
+    up.serve_nuget_index();
+    let body = blob(300_000, 10);
+    let path = "/v3-flatcontainer/orphan.pkg/1.0.0/orphan.pkg.1.0.0.nupkg";
+    up.set(path, Behavior::bytes(body.clone()));
+    let dir = tempfile::tempdir().unwrap();
+    let (mut nodes, addrs) = cluster(&up, dir.path(), 3, "", &[]).await;
+    let key = "nuget/flat/orphan.pkg/1.0.0/orphan.pkg.1.0.0.nupkg";
+    let dead = owner(&addrs, key);
+    drop(nodes.remove(dead));
+    let url = "/v3/flatcontainer/orphan.pkg/1.0.0/orphan.pkg.1.0.0.nupkg";
+    for node in &nodes {
+        for _ in 0..2 {
+            let (s, _, b) = get(&node.url(url)).await;
+            assert!(s == 200 && b == body, "served without the owner");
+        }
+    }
+    assert!(up.hits(path) <= 2, "each live node fetched at most once");
+}
