@@ -199,14 +199,21 @@ impl App {
     /// state when there is one (a bucket that is down fails no request, so
     /// it does not fail the check either).
     fn health(&self) -> Bytes {
-        match &self.cache.shared {
-            None => Bytes::from_static(b"ok\n"),
-            Some(s) => {
-                let (up, backlog) = s.status();
-                let state = if up { "reachable" } else { "failing" };
-                Bytes::from(format!("ok\nstore: {state}, {backlog} uploads waiting\n"))
-            }
+        if self.cache.shared.is_none() && self.cache.owners.is_none() {
+            return Bytes::from_static(b"ok\n");
         }
+        let mut out = String::from("ok\n");
+        if let Some(s) = &self.cache.shared {
+            let (up, backlog) = s.status();
+            let state = if up { "reachable" } else { "failing" };
+            out.push_str(&format!("store: {state}, {backlog} uploads waiting\n"));
+        }
+        // A peer is "down" once its breaker opened (repeated failures).
+        for peer in self.cache.owners.iter().flat_map(|o| o.others()) {
+            let state = if self.upstream.is_down(&peer) { "down" } else { "up" };
+            out.push_str(&format!("peer {peer}: {state}\n"));
+        }
+        Bytes::from(out)
     }
 
     /// `/metrics`: counters plus the current size of each cache structure.

@@ -47,6 +47,12 @@ impl Breakers {
         }
     }
 
+    /// Whether `host` failed repeatedly and is being left alone.
+    pub fn is_open(&self, host: &str) -> bool {
+        let hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        hosts.get(host).is_some_and(|s| s.open_until.is_some())
+    }
+
     /// How long until `host` gets its probe (at least 1 s), for `Retry-After`.
     pub fn retry_after(&self, host: &str, now: Instant) -> Duration {
         let hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());

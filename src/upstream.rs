@@ -105,6 +105,12 @@ pub struct Upstream {
 }
 
 impl Upstream {
+    /// Whether requests to `origin` (`scheme://host:port`) are failing and
+    /// being held back by its circuit breaker.
+    pub fn is_down(&self, origin: &str) -> bool {
+        self.breakers.is_open(origin)
+    }
+
     /// Whether offline mode is on.
     pub fn is_offline(&self) -> bool {
         self.offline.load(Ordering::Relaxed)

@@ -91,6 +91,8 @@ async fn ninety_concurrent_misses_on_three_nodes_make_one_upstream_fetch() {
         assert!(s == 200 && b == body);
     }
     assert_eq!(up.hits(path), 1, "one upstream fetch for the whole cluster");
+    let health = String::from_utf8(get(&nodes[0].url("/health")).await.2).unwrap();
+    assert_eq!(health.matches(": up\n").count(), 2, "{health}");
     // Peers are refused without the secret.
     let fill = format!(
         "/_cluster/fill?entry=nuget/flat/x/1.0.0/x.1.0.0.nupkg&url={}{path}",

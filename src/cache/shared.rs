@@ -38,6 +38,8 @@ pub trait Owners: Send + Sync {
     /// Where to ask the owner of `key` for it (to be filled from `url`),
     /// and the secret to present; `None` when this node owns it.
     fn owner(&self, key: &CacheKey, url: &url::Url) -> Option<(url::Url, &str)>;
+    /// The other nodes' origins (`http://ip:port`), for `/health`.
+    fn others(&self) -> Vec<String>;
 }
 
 /// Why a shared copy is not used.

@@ -16,6 +16,7 @@ use crate::secret::Secret;
 pub struct Peers {
     ring: Continuum,
     me: SocketAddr,
+    all: Vec<SocketAddr>,
     secret: Secret,
 }
 
@@ -28,6 +29,7 @@ impl Peers {
         Some(Peers {
             ring: Continuum::new(&buckets),
             me,
+            all: peers.iter().map(|p| p.addr).collect(),
             secret,
         })
     }
@@ -49,6 +51,13 @@ impl Owners for Peers {
             .append_pair("entry", key.as_str())
             .append_pair("url", url.as_str());
         Some((ask, self.secret.expose()))
+    }
+
+    fn others(&self) -> Vec<String> {
+        (self.all.iter())
+            .filter(|a| **a != self.me)
+            .map(|a| format!("http://{a}"))
+            .collect()
     }
 }
 
