@@ -34,6 +34,31 @@ fn shipped_config_passes() {
     );
 }
 
+/// The cluster example, with its secrets given and its cache directory
+/// moved somewhere writable.
+#[test]
+fn shipped_cluster_config_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_feedcache"))
+        .args([
+            "--check",
+            "-c",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/conf/cluster.toml"),
+            "--cache-dir",
+        ])
+        .arg(dir.path())
+        .env("FEEDCACHE_CLUSTER_SECRET", "s")
+        .env("FEEDCACHE_S3_ACCESS_KEY", "id")
+        .env("FEEDCACHE_S3_SECRET_KEY", "secret")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn bad_configs_fail_with_a_message() {
     let table = [
@@ -45,6 +70,22 @@ fn bad_configs_fail_with_a_message() {
             "FC_CHECK_UNSET",
         ),
         ("listen = \"nowhere\"\n", "listen"),
+        (
+            "[cluster]\npeers = [{ addr = \"127.0.0.1:1\" }]\n",
+            "mark exactly one peer",
+        ),
+        (
+            "[cluster]\npeers = [{ addr = \"127.0.0.1:1\", me = true }]\n",
+            "shared secret",
+        ),
+        (
+            "[cluster.store]\nbucket = \"b\"\n",
+            "needs an access key",
+        ),
+        (
+            "[[feeds]]\nname = \"x\"\nupstreams = [{ source = \"proget:internal\" }]\n",
+            "proget.url",
+        ),
     ];
     for (conf, want) in table {
         let (ok, text) = check(conf, &[]);
