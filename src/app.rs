@@ -210,7 +210,11 @@ impl App {
         }
         // A peer is "down" once its breaker opened (repeated failures).
         for peer in self.cache.owners.iter().flat_map(|o| o.others()) {
-            let state = if self.upstream.is_down(&peer) { "down" } else { "up" };
+            let state = if self.upstream.is_down(&peer) {
+                "down"
+            } else {
+                "up"
+            };
             out.push_str(&format!("peer {peer}: {state}\n"));
         }
         Bytes::from(out)

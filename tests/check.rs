@@ -78,10 +78,7 @@ fn bad_configs_fail_with_a_message() {
             "[cluster]\npeers = [{ addr = \"127.0.0.1:1\", me = true }]\n",
             "shared secret",
         ),
-        (
-            "[cluster.store]\nbucket = \"b\"\n",
-            "needs an access key",
-        ),
+        ("[cluster.store]\nbucket = \"b\"\n", "needs an access key"),
         (
             "[[feeds]]\nname = \"x\"\nupstreams = [{ source = \"proget:internal\" }]\n",
             "proget.url",
