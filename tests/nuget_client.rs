@@ -76,20 +76,7 @@ async fn nuget_exe_installs_from_a_proget_feed_with_basic_credentials() {
 
     let nuget_org = FakeUpstream::start().await;
     nuget_org.serve_nuget_index();
-    let proget = FakeUpstream::start().await;
-    proget.require_key("upstream-key");
-    proget.set(
-        "/nuget/internal/v3/index.json",
-        Behavior::json(upstream::PROGET_INDEX),
-    );
-    serve_packages(
-        &proget,
-        &app,
-        &dep,
-        "/nuget/internal/v3/registrations/",
-        "/nuget/internal/v3/flatcontainer/",
-        &[],
-    );
+    let proget = proget_serving(&app, &dep).await;
 
     std::fs::write(work.path().join("client-keys"), "client-key\n").unwrap();
     let conf = work.path().join("feedcache.toml");
@@ -210,20 +197,7 @@ async fn nuget_exe_restores_across_two_upstreams_through_one_virtual_feed() {
         "/v3-flatcontainer/",
         &["/v3/registration5-gz-semver2/"],
     );
-    let proget = FakeUpstream::start().await;
-    proget.require_key("upstream-key");
-    proget.set(
-        "/nuget/internal/v3/index.json",
-        Behavior::json(upstream::PROGET_INDEX),
-    );
-    serve_packages(
-        &proget,
-        &app,
-        &dep,
-        "/nuget/internal/v3/registrations/",
-        "/nuget/internal/v3/flatcontainer/",
-        &[],
-    );
+    let proget = proget_serving(&app, &dep).await;
     let conf = work.path().join("feedcache.toml");
     std::fs::write(
         &conf,

@@ -76,21 +76,8 @@ impl Cache {
     ) -> Result<(), AppError> {
         // A fill that finished between the caller's disk miss and registering
         // this one has already published the entry: serve that, fetch nothing.
-        if let Some(DiskEntry {
-            file,
-            meta,
-            offset,
-            len,
-            map,
-        }) = self.disk.get(key).await?
-        {
-            tx.send_replace(FillState::Complete {
-                file,
-                meta,
-                offset,
-                len,
-                map,
-            });
+        if let Some(entry) = self.disk.get(key).await? {
+            complete(tx, entry);
             return Ok(());
         }
         // Nothing to write to: the caller streams from the upstream instead.
@@ -102,21 +89,8 @@ impl Cache {
         let (resp, from_peer) = match self.ask_owner(key, url, upstream, forward).await {
             Some(resp) => (resp, true),
             None => {
-                if let Some(DiskEntry {
-                    file,
-                    meta,
-                    offset,
-                    len,
-                    map,
-                }) = self.fetch_shared(key).await?
-                {
-                    tx.send_replace(FillState::Complete {
-                        file,
-                        meta,
-                        offset,
-                        len,
-                        map,
-                    });
+                if let Some(entry) = self.fetch_shared(key).await? {
+                    complete(tx, entry);
                     return Ok(());
                 }
                 (upstream.get(url, &Request::default()).await?, false)
@@ -285,6 +259,17 @@ impl Cache {
         }
         Ok(())
     }
+}
+
+/// Publishes an entry found complete on disk to the fill's readers.
+fn complete(tx: &watch::Sender<FillState>, e: DiskEntry) {
+    tx.send_replace(FillState::Complete {
+        file: e.file,
+        meta: e.meta,
+        offset: e.offset,
+        len: e.len,
+        map: e.map,
+    });
 }
 
 impl Cache {

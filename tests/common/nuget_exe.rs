@@ -295,3 +295,23 @@ pub fn work_dirs() -> (tempfile::TempDir, PathBuf) {
     std::fs::create_dir_all(home.join(".config/NuGet")).unwrap();
     (work, home)
 }
+
+/// A fake ProGet feed `internal` (insisting on the key `upstream-key`)
+/// serving both packages.
+pub async fn proget_serving(app: &[u8], dep: &[u8]) -> FakeUpstream {
+    let proget = FakeUpstream::start().await;
+    proget.require_key("upstream-key");
+    proget.set(
+        "/nuget/internal/v3/index.json",
+        Behavior::json(upstream::PROGET_INDEX),
+    );
+    serve_packages(
+        &proget,
+        app,
+        dep,
+        "/nuget/internal/v3/registrations/",
+        "/nuget/internal/v3/flatcontainer/",
+        &[],
+    );
+    proget
+}
