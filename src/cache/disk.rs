@@ -264,20 +264,13 @@ impl DiskTier {
         self.published(key, &name, size, written)
     }
 
-    /// Writes a whole entry file as it came from the shared tier (header
-    /// and body, already checked) atomically.
-    pub async fn put_file(&self, key: &CacheKey, file: Bytes) -> Result<(), CacheError> {
+    /// Publishes a temp file that holds a whole sealed entry already (one
+    /// read back from the shared tier and checked).
+    pub async fn adopt(&self, key: &CacheKey, temp: TempEntry) -> Result<(), CacheError> {
         let name = name_for(key);
         let target = self.path_of(&name);
-        let size = file.len() as u64;
-        let temp = self.temp_file(&name)?;
-        let written = blocking(move || {
-            temp.as_file()
-                .write_all(&file)
-                .map_err(|e| io_err(temp.path(), e))?;
-            persist(temp, &target)
-        })
-        .await;
+        let size = temp.shared.metadata().map(|m| m.len()).unwrap_or(0);
+        let written = blocking(move || temp.commit_to(&target)).await;
         self.published(key, &name, size, written)
     }
 

@@ -23,7 +23,7 @@ pub use index::DiskIndex;
 pub use inflight::{Inflight, Joined};
 pub use load::{read_at, DiskEntry};
 pub use memory::MemoryTier;
-pub use shared::{Owners, SharedTier};
+pub use shared::{Owners, SharedObject, SharedTier};
 pub use written::EntryWriter;
 
 use std::sync::Arc;

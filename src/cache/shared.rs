@@ -10,10 +10,18 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::entry::{decode_header, Freshness};
-use super::load::DiskEntry;
+use futures_util::StreamExt;
+
+use super::entry::{decode_header, Freshness, HeaderError, Seal};
+use super::load::{blocking, DiskEntry};
 use super::{Cache, CacheError};
 use crate::keys::CacheKey;
+
+/// An object being read from a shared tier: its size, then its bytes.
+pub struct SharedObject {
+    pub size: u64,
+    pub body: futures_util::stream::BoxStream<'static, Result<Bytes, String>>,
+}
 
 /// What the cache needs of a shared tier. Failures are the tier's to log
 /// and count: the cache only ever falls back to the upstream.
@@ -21,7 +29,7 @@ use crate::keys::CacheKey;
 pub trait SharedTier: Send + Sync {
     /// The entry file stored under `name`, if the tier has it (`None` when
     /// it has not, or cannot answer in time).
-    async fn fetch(&self, name: &str) -> Option<Bytes>;
+    async fn fetch(&self, name: &str) -> Option<SharedObject>;
     /// Takes note of a new local entry (its file) to share, in the
     /// background; never blocks.
     fn offer(&self, name: &str, path: PathBuf);
@@ -42,26 +50,73 @@ pub trait Owners: Send + Sync {
     fn others(&self) -> Vec<String>;
 }
 
-/// Why a shared copy is not used.
-fn check(bytes: &[u8], key: &CacheKey) -> Result<(), &'static str> {
-    let (meta, stored_key, offset, seal) = decode_header(bytes).map_err(|_| "unreadable header")?;
-    if stored_key.as_deref() != Some(key.as_str()) {
-        return Err("written for another key");
-    }
-    if meta.freshness != Freshness::Immutable {
-        return Err("not immutable content");
-    }
-    let seal = seal.ok_or("no seal")?;
-    let body = bytes.get(usize::try_from(offset).map_err(|_| "bad offset")?..);
-    let body = body.ok_or("shorter than its header")?;
-    if body.len() as u64 != seal.len {
-        return Err("length differs from its seal");
-    }
-    if crc32fast::hash(body) != seal.crc {
-        return Err("checksum differs from its seal");
-    }
-    Ok(())
+/// Checks a copy from the shared tier as it streams in: the header names
+/// `key` and immutable content, and the body matches the seal (length and
+/// CRC-32). Only a copy that passes is kept.
+struct Verifier<'a> {
+    key: &'a CacheKey,
+    /// The start of the file, until the header is complete.
+    head: Vec<u8>,
+    /// The seal, once the header is read.
+    seal: Option<Seal>,
+    crc: crc32fast::Hasher,
+    body: u64,
 }
+
+impl<'a> Verifier<'a> {
+    fn new(key: &'a CacheKey) -> Self {
+        Verifier {
+            key,
+            head: Vec::new(),
+            seal: None,
+            crc: crc32fast::Hasher::new(),
+            body: 0,
+        }
+    }
+
+    fn feed(&mut self, chunk: &[u8]) -> Result<(), &'static str> {
+        if self.seal.is_some() {
+            self.crc.update(chunk);
+            self.body += chunk.len() as u64;
+            return Ok(());
+        }
+        self.head.extend_from_slice(chunk);
+        let (meta, key, offset, seal) = match decode_header(&self.head) {
+            Ok(h) => h,
+            Err(HeaderError::Short(_)) if self.head.len() <= MAX_HEAD => return Ok(()),
+            Err(_) => return Err("unreadable header"),
+        };
+        if key.as_deref() != Some(self.key.as_str()) {
+            return Err("written for another key");
+        }
+        if meta.freshness != Freshness::Immutable {
+            return Err("not immutable content");
+        }
+        self.seal = Some(seal.ok_or("no seal")?);
+        let rest = self
+            .head
+            .split_off(usize::try_from(offset).map_err(|_| "bad offset")?);
+        self.head = Vec::new();
+        self.feed(&rest)
+    }
+
+    fn finish(self) -> Result<(), &'static str> {
+        let seal = self.seal.ok_or("shorter than its header")?;
+        if self.body != seal.len {
+            return Err("length differs from its seal");
+        }
+        if self.crc.finalize() != seal.crc {
+            return Err("checksum differs from its seal");
+        }
+        Ok(())
+    }
+}
+
+/// Longest entry header read while looking for its end.
+const MAX_HEAD: usize = 1 << 20;
+
+/// Data from the shared tier is written in blocks of this size.
+const BLOCK: usize = 256 * 1024;
 
 impl Cache {
     /// Sets the other nodes (once, at start).
@@ -76,8 +131,9 @@ impl Cache {
         self
     }
 
-    /// The entry for `key` from the shared tier, checked and published on
-    /// the local disk first; `None` when the tier has no good copy.
+    /// The entry for `key` from the shared tier, streamed into a temp file
+    /// and checked on the way, then published on the local disk; `None`
+    /// when the tier has no good copy (a bad one is counted and dropped).
     pub(super) async fn fetch_shared(
         &self,
         key: &CacheKey,
@@ -86,23 +142,56 @@ impl Cache {
             return Ok(None);
         };
         let name = self.disk.name(key);
-        let Some(bytes) = tier.fetch(&name).await else {
+        let Some(mut obj) = tier.fetch(&name).await else {
             return Ok(None);
         };
-        let checked = {
-            let (b, k) = (bytes.clone(), key.clone());
-            crate::offload::cpu_bound(b.len(), move || check(&b, &k)).await
+        let refuse = |why: &str| {
+            tracing::warn!(key = %key, why, "dropping a damaged copy from the shared tier");
+            tier.rejected(&name, why);
+            Ok(None)
         };
-        match checked {
-            Ok(Ok(())) => {}
-            Ok(Err(why)) => {
-                tracing::warn!(key = %key, why, "dropping a damaged copy from the shared tier");
-                tier.rejected(&name, why);
-                return Ok(None);
-            }
-            Err(_) => return Ok(None),
+        if obj.size > self.max_body.saturating_add(MAX_HEAD as u64) {
+            return refuse("larger than cache.max_package_size");
         }
-        self.disk.put_file(key, bytes).await?;
+        // Dropped before `adopt`, the temp file is removed.
+        let temp = Arc::new(self.disk.temp(key)?);
+        let mut check = Verifier::new(key);
+        let mut pending = bytes::BytesMut::new();
+        let mut written = 0u64;
+        loop {
+            let next = obj.body.next().await;
+            let end = next.is_none();
+            if let Some(chunk) = next {
+                let Ok(chunk) = chunk else {
+                    // The tier logged it; the upstream answers instead.
+                    return Ok(None);
+                };
+                if let Err(why) = check.feed(&chunk) {
+                    return refuse(why);
+                }
+                pending.extend_from_slice(&chunk);
+                if written + pending.len() as u64 > obj.size {
+                    return refuse("longer than announced");
+                }
+            }
+            if pending.len() >= BLOCK || (end && !pending.is_empty()) {
+                let (block, t, at) = (pending.split().freeze(), temp.clone(), written);
+                written += block.len() as u64;
+                blocking(move || t.write_at(&block, at))
+                    .await
+                    .inspect_err(|e| self.disk.writable.failed(e))?;
+            }
+            if end {
+                break;
+            }
+        }
+        if let Err(why) = check.finish() {
+            return refuse(why);
+        }
+        let Ok(temp) = Arc::try_unwrap(temp) else {
+            return Ok(None);
+        };
+        self.disk.adopt(key, temp).await?;
         self.disk.get(key).await
     }
 
@@ -202,10 +291,18 @@ mod tests {
                 entry(key.as_str(), Freshness::Metadata, b"x"),
                 Err("not immutable content"),
             ),
-            (b"garbage".to_vec(), Err("unreadable header")),
+            (
+                b"garbage that is not an entry".to_vec(),
+                Err("unreadable header"),
+            ),
         ];
         for (bytes, want) in table {
-            assert_eq!(check(&bytes, &key), want);
+            // Whatever the chunks, the same verdict.
+            for size in [1, 7, 64, 1 << 20] {
+                let mut v = Verifier::new(&key);
+                let fed = bytes.chunks(size).try_for_each(|c| v.feed(c));
+                assert_eq!(fed.and_then(|_| v.finish()), want, "chunks of {size}");
+            }
         }
     }
 }

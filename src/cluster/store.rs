@@ -17,7 +17,9 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, RetryConfig};
 use tokio::sync::mpsc;
 
-use crate::cache::SharedTier;
+use futures_util::StreamExt;
+
+use crate::cache::{SharedObject, SharedTier};
 use crate::config::StoreConfig;
 
 /// After a failed request, the bucket is skipped for this long.
@@ -192,6 +194,36 @@ impl Store {
     }
 }
 
+impl Store {
+    /// An object's bytes, each chunk within `timeout` of the last: a bucket
+    /// that stalls mid-object is a failed bucket.
+    fn chunks(
+        &self,
+        name: &str,
+        body: futures_util::stream::BoxStream<'static, object_store::Result<Bytes>>,
+    ) -> futures_util::stream::BoxStream<'static, Result<Bytes, String>> {
+        let (limit, down, name) = (self.timeout, self.down_until.clone(), name.to_owned());
+        let stream = futures_util::stream::unfold(Some(body), move |body| {
+            let (down, name) = (down.clone(), name.clone());
+            async move {
+                let mut body = body?;
+                let item = match tokio::time::timeout(limit, body.next()).await {
+                    Ok(None) => return None,
+                    Ok(Some(Ok(b))) => return Some((Ok(b), Some(body))),
+                    Ok(Some(Err(e))) => e.to_string(),
+                    Err(_) => format!("stalled for {limit:?}"),
+                };
+                tracing::warn!(object = %name, error = %item, "shared bucket read failed; using the upstream meanwhile");
+                crate::metrics::get().store("get", "error", 0);
+                down.store(now_ms() + BACKOFF_MS, Ordering::Relaxed);
+                // One error, then the end: the reader falls back.
+                Some((Err(item), None))
+            }
+        });
+        Box::pin(stream)
+    }
+}
+
 /// Why an upload did not happen.
 enum PutError {
     /// The local entry is no longer there.
@@ -213,19 +245,20 @@ async fn timed<T>(
 
 #[async_trait::async_trait]
 impl SharedTier for Store {
-    async fn fetch(&self, name: &str) -> Option<Bytes> {
+    async fn fetch(&self, name: &str) -> Option<SharedObject> {
         if !self.reachable() {
             return None;
         }
         let location = self.path(name);
-        let got = tokio::time::timeout(self.timeout, async {
-            self.bucket.get(&location).await?.bytes().await
-        })
-        .await;
+        let got = tokio::time::timeout(self.timeout, self.bucket.get(&location)).await;
         match got {
-            Ok(Ok(b)) => {
-                crate::metrics::get().store("get", "hit", b.len() as u64);
-                Some(b)
+            Ok(Ok(r)) => {
+                let size = r.meta.size;
+                crate::metrics::get().store("get", "hit", size);
+                Some(SharedObject {
+                    size,
+                    body: self.chunks(name, r.into_stream()),
+                })
             }
             Ok(Err(object_store::Error::NotFound { .. })) => {
                 crate::metrics::get().store("get", "miss", 0);
