@@ -106,20 +106,37 @@ async fn ninety_concurrent_misses_on_three_nodes_make_one_upstream_fetch() {
 async fn a_dead_owner_leaves_the_others_answering() {
     let up = FakeUpstream::start().await;
     up.serve_nuget_index();
-    let body = blob(300_000, 10);
-    let path = "/v3-flatcontainer/orphan.pkg/1.0.0/orphan.pkg.1.0.0.nupkg";
-    up.set(path, Behavior::bytes(body.clone()));
     let dir = tempfile::tempdir().unwrap();
     let (mut nodes, addrs) = cluster(&up, dir.path(), 3, "", &[]).await;
-    let key = "nuget/flat/orphan.pkg/1.0.0/orphan.pkg.1.0.0.nupkg";
-    let dead = owner(&addrs, key);
-    drop(nodes.remove(dead));
-    let url = "/v3/flatcontainer/orphan.pkg/1.0.0/orphan.pkg.1.0.0.nupkg";
+    // Two packages with the same owner: one fetched before it dies, one after.
+    let key = |i: usize| format!("nuget/flat/orphan{i}/1.0.0/orphan{i}.1.0.0.nupkg");
+    let dead = owner(&addrs, &key(0));
+    let later = (1..).find(|i| owner(&addrs, &key(*i)) == dead).unwrap();
+    let body = blob(300_000, 10);
+    for i in [0, later] {
+        let path = format!("/v3-flatcontainer/orphan{i}/1.0.0/orphan{i}.1.0.0.nupkg");
+        up.set(&path, Behavior::bytes(body.clone()));
+    }
+    let url = |i: usize| format!("/v3/flatcontainer/orphan{i}/1.0.0/orphan{i}.1.0.0.nupkg");
     for node in &nodes {
-        for _ in 0..2 {
-            let (s, _, b) = get(&node.url(url)).await;
+        let (s, _, b) = get(&node.url(&url(0))).await;
+        assert!(s == 200 && b == body);
+    }
+    drop(nodes.remove(dead));
+    for node in &nodes {
+        for i in [0, later, later] {
+            let (s, _, b) = get(&node.url(&url(i))).await;
             assert!(s == 200 && b == body, "served without the owner");
         }
     }
-    assert!(up.hits(path) <= 2, "each live node fetched at most once");
+    let fetched = |i: usize| {
+        up.hits(&format!(
+            "/v3-flatcontainer/orphan{i}/1.0.0/orphan{i}.1.0.0.nupkg"
+        ))
+    };
+    assert_eq!(fetched(0), 1, "the live nodes kept what the owner sent");
+    assert!(
+        fetched(later) <= 2,
+        "each live node fetched it at most once"
+    );
 }
