@@ -5,7 +5,10 @@
 //! (Host, X-Forwarded-*); `render` puts the real one in when serving.
 //! `stream.rs` rewrites whole documents without building them in memory.
 
+mod rendered;
 mod stream;
+
+pub use rendered::rendered;
 
 use std::collections::HashMap;
 use std::sync::Arc;

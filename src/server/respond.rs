@@ -11,9 +11,9 @@ use pingora::protocols::http::ServerSession as Session;
 use super::range::{none_match, parse_range, RangeAsk};
 use super::sendfile::{FileBody, SENDFILE_MIN};
 use crate::app::{Body, Reply};
-use crate::cache::{etag_of, read_at};
+use crate::cache::read_at;
 use crate::error::AppError;
-use crate::rewrite::render;
+use crate::rewrite::rendered;
 
 /// Disk reads are done in blocks this large.
 const DISK_BLOCK: usize = 256 * 1024;
@@ -53,19 +53,19 @@ pub async fn write_reply(
         missing,
     } = reply;
     let (body, etag) = match body {
+        // Rendered per public base, so the validator differs per base too.
         Body::Bytes(b) if meta.templated => {
-            // Rendered per public base, so the validator must differ per base too.
-            let etag = etag_of(format!("{}|{public_base}", meta.etag).as_bytes());
-            (Body::Bytes(render(&b, public_base)), etag)
+            let (body, etag) = rendered(&meta.etag, &b, public_base);
+            (Body::Bytes(body), etag)
         }
         Body::Template { https, http } => {
-            let etag = etag_of(format!("{}|{public_base}", meta.etag).as_bytes());
             let b = if public_base.starts_with("https:") {
                 https
             } else {
                 http
             };
-            (Body::Bytes(render(&b, public_base)), etag)
+            let (body, etag) = rendered(&meta.etag, &b, public_base);
+            (Body::Bytes(body), etag)
         }
         other => (other, meta.etag.clone()),
     };
