@@ -322,15 +322,18 @@ end
 
 def herd(w, url, clients, size):
     """clients simultaneous downloads of url; (seconds to the last byte,
-    number of complete 200s). curl -Z runs at most 300 transfers at once,
-    so larger herds are split over several curl processes."""
+    number of complete 200s). url may be a list: client i then gets
+    url[i % len(url)] (one herd spread over several nodes). curl -Z runs at
+    most 300 transfers at once, so larger herds are split over several curl
+    processes."""
+    urls = [url] if isinstance(url, str) else list(url)
     procs, per = [], 200
     start = time.monotonic()
     for i in range(0, clients, per):
         n = min(per, clients - i)
         cfg = os.path.join(w, f"herd{i}.curl")
         with open(cfg, "w") as f:
-            f.write(f'url = "{url}"\noutput = "/dev/null"\n' * n)
+            f.write("".join(f'url = "{urls[(i + j) % len(urls)]}"\noutput = "/dev/null"\n' for j in range(n)))
         procs.append(subprocess.Popen(
             ["curl", "-s", "--no-progress-meter", "-Z", "--parallel-max", str(n), "--parallel-immediate", "--max-time", "120",
              "-w", "%{http_code} %{size_download}\n", "-K", cfg], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True))
@@ -355,6 +358,15 @@ class OriginLog:
         with open(self.path, "rb") as f:
             f.seek(self.offset)
             return sum(1 for line in f if needle in line)
+
+    def fetches(self, needle):
+        """(requests, distinct URIs) since the mark that contain needle:
+        requests ÷ distinct is the origin fetches per key."""
+        needle = needle.encode()
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            lines = [line.strip() for line in f if needle in line]
+        return len(lines), len(set(lines))
 
 
 class RssSampler:
