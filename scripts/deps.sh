@@ -53,10 +53,15 @@ if [ "$mode" = test ] && [ ! -d "$(npm root -g)/nuget-exe" ]; then
   $sudo npm install -g --silent nuget-exe@5.8 >/dev/null
 fi
 
-# The S3-compatible server of the cluster tests (s3s-fs: S3 over a
-# directory), built once into a fixed root and reused by every later run.
+# The S3-compatible server of the cluster tests, built once into a fixed
+# root and reused by every later run: Garage (a distributed S3 store, ~15 min
+# on 2 cores), or s3s-fs (S3 over a directory, ~4 min) should Garage not build.
 tools=${FEEDCACHE_TOOLS:-$HOME/.cache/feedcache-tools}
-if [ "$mode" = test ] && [ ! -x "$tools/bin/s3s-fs" ]; then
-  echo "installing: s3s-fs 0.14.1 into $tools (cargo; ~4 min, once)"
-  cargo install --locked --quiet s3s-fs@0.14.1 --features binary --root "$tools"
+if [ "$mode" = test ] && [ ! -x "$tools/bin/garage" ] && [ ! -x "$tools/bin/s3s-fs" ]; then
+  echo "installing: garage 2.5.0 into $tools (cargo; ~15 min on 2 cores, once)"
+  if ! cargo install --locked --quiet garage@2.5.0 --no-default-features \
+      --features bundled-libs,sqlite --root "$tools"; then
+    echo "garage did not build; installing s3s-fs 0.14.1 instead (~4 min)"
+    cargo install --locked --quiet s3s-fs@0.14.1 --features binary --root "$tools"
+  fi
 fi
