@@ -8,19 +8,6 @@
 #                           [--only hit,cold,spread,herd] [--json out.json] [--keep]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/deps.sh build
-missing=()
-for p in nginx wrk curl; do
-  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
-done
-sudo=""
-[ "$(id -u)" -eq 0 ] || sudo="sudo"
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "installing: ${missing[*]}"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-# The Debian package starts a system-wide nginx service; the benchmark runs
-# its own instances on free ports and does not need or touch it.
+bash scripts/deps.sh bench
 cargo build --release --quiet
 exec python3 benches/cluster.py "$@"

@@ -2,6 +2,7 @@
 # Installs the system packages feedcache needs, only when they are missing.
 #   scripts/deps.sh build   cmake (pingora builds zlib-ng with it)
 #   scripts/deps.sh test    build + mono and NuGet.exe for the end-to-end test
+#   scripts/deps.sh bench   build + nginx, Varnish, wrk, curl for benches/
 set -euo pipefail
 
 mode=${1:-build}
@@ -30,6 +31,11 @@ test_pkgs=(
 )
 
 want=("${build_pkgs[@]}")
+if [ "$mode" = bench ]; then
+  # The Debian packages start system-wide nginx/varnish services; the
+  # benchmarks run their own instances on free ports and leave those alone.
+  want+=(nginx varnish wrk curl)
+fi
 if [ "$mode" = test ]; then
   want+=("${test_pkgs[@]}")
   command -v npm >/dev/null 2>&1 || want+=(nodejs npm)

@@ -16,20 +16,7 @@ async fn nuget_exe_installs_through_feedcache() {
     let (work, home) = work_dirs();
     let (app, dep) = make_packages(&exe, &home, work.path()).await;
 
-    let up = FakeUpstream::start().await;
-    up.serve_nuget_index();
-    serve_modern_index(&up);
-    serve_packages(
-        &up,
-        &app,
-        &dep,
-        "/v3/registration5-semver1/",
-        "/v3-flatcontainer/",
-        &[
-            "/v3/registration5-gz-semver1/",
-            "/v3/registration5-gz-semver2/",
-        ],
-    );
+    let up = nuget_org_serving(&app, &dep).await;
 
     let cache = work.path().join("cache");
     let proxy = Proxy::start(&up.index_url(), &cache, &[]).await;
@@ -136,19 +123,7 @@ async fn nuget_exe_reads_repository_signatures_over_https() {
     };
     let (work, home) = work_dirs();
     let (app, dep) = make_packages(&exe, &home, work.path()).await;
-    let up = FakeUpstream::start().await;
-    serve_modern_index(&up);
-    serve_packages(
-        &up,
-        &app,
-        &dep,
-        "/v3/registration5-semver1/",
-        "/v3-flatcontainer/",
-        &[
-            "/v3/registration5-gz-semver1/",
-            "/v3/registration5-gz-semver2/",
-        ],
-    );
+    let up = nuget_org_serving(&app, &dep).await;
     let (section, port, ck) = tls::self_signed(work.path());
     let conf = work.path().join("feedcache.toml");
     std::fs::write(&conf, section).unwrap();

@@ -315,3 +315,22 @@ pub async fn proget_serving(app: &[u8], dep: &[u8]) -> FakeUpstream {
     );
     proget
 }
+
+/// A fake nuget.org with the modern index (`serve_modern_index`) serving
+/// both packages, gzip registration hives included.
+pub async fn nuget_org_serving(app: &[u8], dep: &[u8]) -> FakeUpstream {
+    let up = FakeUpstream::start().await;
+    serve_modern_index(&up);
+    serve_packages(
+        &up,
+        app,
+        dep,
+        "/v3/registration5-semver1/",
+        "/v3-flatcontainer/",
+        &[
+            "/v3/registration5-gz-semver1/",
+            "/v3/registration5-gz-semver2/",
+        ],
+    );
+    up
+}
