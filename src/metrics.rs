@@ -55,6 +55,7 @@ pub struct Metrics {
     store_bytes: IntCounterVec,
     store_backlog: GaugeVec,
     peer_requests: IntCounterVec,
+    peer_bytes: IntCounter,
 }
 
 impl Metrics {
@@ -173,6 +174,10 @@ impl Metrics {
                 "Misses asked of the owner node, by result (ok, error).",
                 &["result"],
             )?,
+            peer_bytes: counter(
+                "feedcache_peer_bytes_total",
+                "Body bytes received from owner nodes.",
+            )?,
             registry,
         })
     }
@@ -289,6 +294,11 @@ impl Metrics {
     /// One miss asked of its owner node.
     pub fn peer(&self, result: &'static str) {
         self.peer_requests.with_label_values(&[result]).inc();
+    }
+
+    /// Bytes of one body received from its owner node.
+    pub fn peer_bytes(&self, n: u64) {
+        self.peer_bytes.inc_by(n);
     }
 
     /// The text exposition format, after setting `gauges` (point-in-time

@@ -91,6 +91,23 @@ async fn ninety_concurrent_misses_on_three_nodes_make_one_upstream_fetch() {
         assert!(s == 200 && b == body);
     }
     assert_eq!(up.hits(path), 1, "one upstream fetch for the whole cluster");
+    let mut received = 0;
+    for n in &nodes {
+        let text = String::from_utf8(get(&n.url("/metrics")).await.2).unwrap();
+        received += text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("feedcache_peer_bytes_total ")?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .unwrap_or(0);
+    }
+    assert_eq!(
+        received,
+        2 * body.len() as u64,
+        "two nodes took it from the owner"
+    );
     let health = String::from_utf8(get(&nodes[0].url("/health")).await.2).unwrap();
     assert_eq!(health.matches(": up\n").count(), 2, "{health}");
     // Peers are refused without the secret.

@@ -123,7 +123,9 @@ impl Cache {
         if let Some(n) = expected.filter(|n| *n <= SMALL_FILL && self.memory.admits(*n)) {
             let fill = self.small_fill(key, url, resp, meta, n, check, tx);
             return fill.await.map(|kept| {
-                if kept && !from_peer {
+                if from_peer {
+                    crate::metrics::get().peer_bytes(n);
+                } else if kept {
                     self.share(key);
                 }
             });
@@ -220,6 +222,9 @@ impl Cache {
             len: written,
         };
         run_check(check, pkg).await?;
+        if from_peer {
+            crate::metrics::get().peer_bytes(written);
+        }
         tx.send_replace(FillState::Complete {
             file,
             meta: meta.clone(),

@@ -73,6 +73,9 @@ mod tests {
         assert_ne!(e1, e3, "validators differ per base");
         // A new document under the same base is rendered afresh.
         let t2 = Bytes::from(format!(r#"{{"b":"{MARKER}"}}"#));
-        assert_eq!(&rendered("\"t2\"", &t2, "http://one").0[..], br#"{"b":"http://one"}"#);
+        assert_eq!(
+            &rendered("\"t2\"", &t2, "http://one").0[..],
+            br#"{"b":"http://one"}"#
+        );
     }
 }

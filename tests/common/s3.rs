@@ -191,7 +191,10 @@ async fn start_garage(bin: &Path, dir: tempfile::TempDir, port: u16) -> S3 {
             .env("GARAGE_CONFIG_FILE", &conf)
             .output()
             .expect("run garage");
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
     };
     let child = Command::new(bin)
         .arg("server")
@@ -216,7 +219,9 @@ async fn start_garage(bin: &Path, dir: tempfile::TempDir, port: u16) -> S3 {
         &["layout", "apply", "--version", "1"],
         &["bucket", "create", BUCKET],
         &["key", "import", "--yes", "-n", "test-key", ID, SECRET],
-        &["bucket", "allow", "--read", "--write", "--owner", BUCKET, "--key", "test-key"],
+        &[
+            "bucket", "allow", "--read", "--write", "--owner", BUCKET, "--key", "test-key",
+        ],
     ];
     for step in steps {
         let (ok, out) = garage(step);
