@@ -10,14 +10,6 @@ use feedcache::config::PeerConfig;
 
 const SECRET: &str = "cluster-secret-for-tests";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `n` nodes over `up`, each knowing all; `extra` is more config for all.
 async fn cluster(
     up: &FakeUpstream,

@@ -34,6 +34,16 @@ pub async fn eventually(mut check: impl AsyncFnMut() -> bool) {
     .await
 }
 
+/// A free TCP port on 127.0.0.1, for servers that must be told their port
+/// before they start (feedcache's TLS listener, cluster nodes, S3 servers).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Temp files (fills under way or left over) in a cache directory: they
 /// live beside the entries, `data/ab/.fill-*`.
 pub fn temp_files(cache_dir: &Path) -> usize {

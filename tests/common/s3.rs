@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use object_store::{ObjectStore, ObjectStoreExt};
 
-use super::{eventually, within};
+use super::{eventually, free_port, within};
 
 /// The bucket every test uses.
 pub const BUCKET: &str = "feedcache";
@@ -48,14 +48,6 @@ impl Drop for S3 {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl S3 {

@@ -8,12 +8,7 @@ pub fn self_signed(dir: &std::path::Path) -> (String, u16, rcgen::CertifiedKey) 
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     std::fs::write(&cert, ck.cert.pem()).unwrap();
     std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
-    // An ephemeral port for the TLS listener, chosen the way feedcache does.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = super::free_port();
     let section = format!(
         "[tls]\nlisten = \"127.0.0.1:{port}\"\ncert = \"{}\"\nkey = \"{}\"\n",
         cert.display(),
