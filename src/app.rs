@@ -110,16 +110,29 @@ impl App {
         }
     }
 
-    pub(crate) async fn v3(
+    /// A V3 route as clients reach it: `/feeds/{name}/v3/` is a virtual
+    /// feed, and so is `/v3/` when `default_feed` names one.
+    async fn v3(
         &self,
         feed: &FeedRef,
         res: &V3Route,
         query: Option<&str>,
     ) -> Result<Reply, AppError> {
-        if let FeedRef::Virtual(name) = feed {
-            // Boxed: a virtual feed asks its members through this function.
-            return Box::pin(self.group_v3(name, res, query)).await;
+        match (feed, &self.config.default_feed) {
+            (FeedRef::Virtual(name), _) => self.group_v3(name, res, query, false).await,
+            (FeedRef::Default, Some(name)) => self.group_v3(name, res, query, true).await,
+            _ => self.v3_member(feed, res, query).await,
         }
+    }
+
+    /// A V3 route of one upstream feed, as it is (also how a virtual feed
+    /// asks its members).
+    pub(crate) async fn v3_member(
+        &self,
+        feed: &FeedRef,
+        res: &V3Route,
+        query: Option<&str>,
+    ) -> Result<Reply, AppError> {
         match res {
             V3Route::ServiceIndex => {
                 let (idx, meta, cache) = self.feed_index(feed).await?;

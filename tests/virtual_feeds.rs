@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::proget::{setup_with, Env, FLAT};
+use common::proget::{setup_full, setup_with, Env, FLAT};
 use common::*;
 
 /// `all`: Contoso.* only from the internal ProGet feed, everything else
@@ -251,4 +251,52 @@ async fn registration_merges_pages_and_keeps_every_link_under_the_feed() {
     }
     let (s, _, _) = get(&env.proxy.url("/feeds/nosuch/v3/index.json")).await;
     assert_eq!(s, 404);
+}
+
+/// `default_feed`: the virtual feed at `/v3/` itself, rules included; the
+/// `[nuget]` feed is then reached only as its upstream.
+#[tokio::test]
+async fn the_default_feed_can_be_a_virtual_feed() {
+    let env = setup_full(None, "default_feed = \"All\"\n", FEEDS).await;
+    env.proget.set(
+        &format!("{FLAT}contoso.lib/index.json"),
+        versions(&["1.0.0"]),
+    );
+    env.proget.set(
+        &nupkg_path(FLAT, "contoso.lib", "1.0.0"),
+        Behavior::bytes(b"internal".to_vec()),
+    );
+    env.nuget.set(
+        &format!("{NUGET_FLAT}contoso.secret/index.json"),
+        versions(&["99.0.0"]),
+    );
+    env.nuget.set(
+        &format!("{NUGET_FLAT}serilog/index.json"),
+        versions(&["3.1.1"]),
+    );
+    let (s, _, b) = get(&env.proxy.url("/v3/index.json")).await;
+    assert_eq!(s, 200);
+    let index: serde_json::Value = serde_json::from_slice(&b).unwrap();
+    let base = &env.proxy.base;
+    for r in index["resources"].as_array().unwrap() {
+        let id = r["@id"].as_str().unwrap();
+        assert!(id.starts_with(&format!("{base}/v3/")), "{id}");
+    }
+    let (s, _, b) = get(&env
+        .proxy
+        .url("/v3/flatcontainer/contoso.lib/1.0.0/contoso.lib.1.0.0.nupkg"))
+    .await;
+    assert_eq!((s, b.as_slice()), (200, &b"internal"[..]));
+    let (s, _, b) = get(&env.proxy.url("/v3/flatcontainer/serilog/index.json")).await;
+    assert_eq!(
+        (s, String::from_utf8(b).unwrap().as_str()),
+        (200, r#"{"versions":["3.1.1"]}"#)
+    );
+    let (s, _, _) = get(&env.proxy.url("/v3/flatcontainer/contoso.secret/index.json")).await;
+    assert_eq!(s, 404, "the rules hold at /v3/ too");
+    assert_eq!(
+        env.nuget
+            .hits(&format!("{NUGET_FLAT}contoso.secret/index.json")),
+        0
+    );
 }

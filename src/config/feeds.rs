@@ -62,6 +62,13 @@ impl TryFrom<MemberToml> for Member {
     }
 }
 
+/// `default_feed`: a feed name, lowercased like `[[feeds]]` names.
+pub(super) fn opt_feed_name<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<String>, D::Error> {
+    feed_name(d).map(Some)
+}
+
 fn feed_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     let s = String::deserialize(d)?;
     normalize_feed_name(&s)
@@ -69,8 +76,18 @@ fn feed_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error>
 }
 
 /// Checks what the types cannot: unique names, at least one upstream, each
-/// upstream once, and a ProGet server for ProGet members.
-pub fn validate(feeds: &[VirtualFeed], has_proget: bool) -> Result<(), String> {
+/// upstream once, a ProGet server for ProGet members, and that the default
+/// feed is one of them.
+pub fn validate(
+    feeds: &[VirtualFeed],
+    default: Option<&str>,
+    has_proget: bool,
+) -> Result<(), String> {
+    if let Some(d) = default {
+        if !feeds.iter().any(|f| f.name == d) {
+            return Err(format!("default_feed `{d}` is not a [[feeds]] name"));
+        }
+    }
     let mut names = std::collections::HashSet::new();
     for f in feeds {
         if !names.insert(&f.name) {
@@ -127,8 +144,14 @@ upstreams = [
         assert_eq!(m[0].feed, FeedRef::ProGet("internal".into()));
         assert_eq!(m[1].feed, FeedRef::Default);
         assert!(m[0].rules.allows("Contoso.Secret") && !m[1].rules.allows("Contoso.Secret"));
-        assert!(validate(&feeds, true).is_ok());
-        assert!(validate(&feeds, false).unwrap_err().contains("proget.url"));
+        assert!(validate(&feeds, None, true).is_ok());
+        assert!(validate(&feeds, None, false)
+            .unwrap_err()
+            .contains("proget.url"));
+        assert!(validate(&feeds, Some("all"), true).is_ok());
+        assert!(validate(&feeds, Some("other"), true)
+            .unwrap_err()
+            .contains("default_feed"));
     }
 
     #[test]
@@ -160,8 +183,10 @@ upstreams = [
             "[[feeds]]\nname = \"a\"\nupstreams = [{ source = \"nuget\" }, { source = \"nuget\" }]",
         )
         .unwrap();
-        assert!(validate(&twice, true).unwrap_err().contains("twice"));
+        assert!(validate(&twice, None, true).unwrap_err().contains("twice"));
         let empty = parse("[[feeds]]\nname = \"a\"\nupstreams = []").unwrap();
-        assert!(validate(&empty, true).unwrap_err().contains("no upstreams"));
+        assert!(validate(&empty, None, true)
+            .unwrap_err()
+            .contains("no upstreams"));
     }
 }

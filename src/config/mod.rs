@@ -82,6 +82,11 @@ pub struct Config {
     /// Virtual feeds (`[[feeds]]`): one feed over several upstreams with
     /// package-ID rules, served at `/feeds/{name}/v3/`.
     pub feeds: Vec<VirtualFeed>,
+    /// A `[[feeds]]` name to serve at `/v3/` instead of the `[nuget]` feed
+    /// (which is then reached only as an upstream of virtual feeds), so
+    /// clients keep one source URL and get the feed's ID rules there too.
+    #[serde(deserialize_with = "feeds::opt_feed_name")]
+    pub default_feed: Option<String>,
     /// Sharing with other nodes: the bucket tier (`[cluster.store]`).
     pub cluster: ClusterConfig,
 }
@@ -104,6 +109,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             admin: AdminConfig::default(),
             feeds: Vec::new(),
+            default_feed: None,
             cluster: ClusterConfig::default(),
         }
     }
@@ -272,7 +278,12 @@ impl Config {
             }
         }
         check_http_url(&self.nuget.service_index).map_err(|m| invalid("nuget.service_index", m))?;
-        feeds::validate(&self.feeds, self.proget.url.is_some()).map_err(|m| invalid("feeds", m))?;
+        feeds::validate(
+            &self.feeds,
+            self.default_feed.as_deref(),
+            self.proget.url.is_some(),
+        )
+        .map_err(|m| invalid("feeds", m))?;
         self.cluster.validate()?;
         if self.cache.dir.as_os_str().is_empty() {
             return Err(invalid("cache.dir", "must not be empty"));

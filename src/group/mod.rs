@@ -41,19 +41,29 @@ enum Answer {
 }
 
 impl App {
-    /// Answers a V3 route of the virtual feed `name`.
+    /// Answers a V3 route of the virtual feed `name`, served at
+    /// `/feeds/{name}/v3/`, or at `/v3/` (`root`) when it is `default_feed`.
     pub(crate) async fn group_v3(
         &self,
         name: &str,
         res: &V3Route,
         query: Option<&str>,
+        root: bool,
     ) -> Result<Reply, AppError> {
         let feed = (self.config.feeds.iter())
             .find(|f| f.name == name)
             .ok_or(AppError::NotFound)?;
+        // Keys are the virtual feed's wherever it is served; links follow
+        // the prefix the client came by.
         let me = FeedRef::Virtual(name.to_owned());
+        let prefix = if root {
+            FeedRef::Default.public_prefix()
+        } else {
+            me.public_prefix()
+        };
+        let prefix = prefix.as_str();
         match res {
-            V3Route::ServiceIndex => Ok(service_index(&me)),
+            V3Route::ServiceIndex => Ok(service_index(prefix)),
             V3Route::FlatIndex { id } => {
                 let route = V3Route::FlatIndex { id: id.clone() };
                 let answers = self.ask(feed, id, &route, None).await;
@@ -91,7 +101,7 @@ impl App {
                 answers.sort_by_key(|(n, _)| *n);
                 let (docs, cache, missing) = gather(feed, answers)?;
                 let docs: Vec<Vec<u8>> = (docs.iter())
-                    .map(|(n, d)| relink(d, &feed.upstreams[*n].feed, *n, &me))
+                    .map(|(n, d)| relink(d, &feed.upstreams[*n].feed, *n, prefix))
                     .collect();
                 let body = merged(docs, |d| merge::registration(&d)).await?;
                 Ok(reply(body, "application/json", true, cache, missing))
@@ -107,9 +117,9 @@ impl App {
                     id: id.clone(),
                     rest: rest.clone(),
                 };
-                let r = self.v3(&m.feed, &route, None).await?;
+                let r = self.v3_member(&m.feed, &route, None).await?;
                 let cache = r.cache;
-                let body = relink(&body_of(r)?, &m.feed, n, &me);
+                let body = relink(&body_of(r)?, &m.feed, n, prefix);
                 Ok(reply(body, "application/json", true, cache, None))
             }
             V3Route::Search { tag } if tag == MERGED => {
@@ -126,7 +136,7 @@ impl App {
                     .map(|(n, _)| feed.upstreams[*n].rules.clone())
                     .collect();
                 let docs: Vec<Vec<u8>> = (docs.iter())
-                    .map(|(n, d)| relink(d, &feed.upstreams[*n].feed, *n, &me))
+                    .map(|(n, d)| relink(d, &feed.upstreams[*n].feed, *n, prefix))
                     .collect();
                 let body = merged(docs, move |d| {
                     let pairs: Vec<_> = d.iter().zip(&rules).map(|(b, r)| (*b, r)).collect();
@@ -135,6 +145,9 @@ impl App {
                 .await?;
                 Ok(reply(body, "application/json", true, cache, missing))
             }
+            // At `/v3/`, the `[nuget]` feed's own `raw/` links (which its
+            // documents carry, signed for it) stay where they are.
+            V3Route::Raw { .. } if root => self.v3_member(&FeedRef::Default, res, query).await,
             _ => Err(AppError::NotFound),
         }
     }
@@ -195,7 +208,7 @@ impl App {
         route: V3Route,
         query: Option<&str>,
     ) -> (usize, Answer) {
-        let answer = match self.v3(&m.feed, &route, query).await {
+        let answer = match self.v3_member(&m.feed, &route, query).await {
             Ok(r) => {
                 let cached = r.cache == "HIT";
                 match body_of(r) {
@@ -287,9 +300,9 @@ fn body_of(r: Reply) -> Result<Bytes, AppError> {
 /// Rewrites a member's links into the virtual feed: its flat container to
 /// the feed's, its registration hives to `m{n}-{tag}`, so that a client
 /// stays under one prefix (and one set of credentials, and the rules).
-fn relink(doc: &[u8], member: &FeedRef, n: usize, me: &FeedRef) -> Vec<u8> {
+fn relink(doc: &[u8], member: &FeedRef, n: usize, prefix: &str) -> Vec<u8> {
     let from = format!("{MARKER}{}/", member.public_prefix());
-    let to = format!("{MARKER}{}/", me.public_prefix());
+    let to = format!("{MARKER}{prefix}/");
     let mut out = Vec::with_capacity(doc.len() + doc.len() / 16);
     let mut last = 0;
     for at in memmem::find_iter(doc, from.as_bytes()) {
@@ -318,8 +331,8 @@ fn relink(doc: &[u8], member: &FeedRef, n: usize, me: &FeedRef) -> Vec<u8> {
 
 /// The virtual feed's own service index (a template: `MARKER` becomes the
 /// request's public base).
-fn service_index(me: &FeedRef) -> Reply {
-    let p = format!("{MARKER}{}", me.public_prefix());
+fn service_index(prefix: &str) -> Reply {
+    let p = format!("{MARKER}{prefix}");
     let res = |id: String, ty: &str| serde_json::json!({ "@id": id, "@type": ty });
     let mut resources = vec![res(
         format!("{p}/flatcontainer/"),
@@ -372,11 +385,11 @@ mod tests {
     #[test]
     fn member_links_move_under_the_virtual_feed() {
         let member = FeedRef::ProGet("internal".into());
-        let me = FeedRef::Virtual("all".into());
+        let me = "/feeds/all/v3";
         let doc = format!(
             r#"{{"a":"{MARKER}/nuget/internal/v3/registration/hive/x/index.json","b":"{MARKER}/nuget/internal/v3/flatcontainer/x/1.0.0/x.1.0.0.nupkg","c":"{MARKER}/v3/flatcontainer/","d":"{MARKER}/nuget/internal/v3/raw/0/t/x"}}"#
         );
-        let out = String::from_utf8(relink(doc.as_bytes(), &member, 1, &me)).unwrap();
+        let out = String::from_utf8(relink(doc.as_bytes(), &member, 1, me)).unwrap();
         assert_eq!(
             out,
             format!(

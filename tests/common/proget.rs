@@ -23,6 +23,11 @@ pub async fn setup(client_key: Option<&str>) -> Env {
 
 /// `setup` with more TOML appended to feedcache's config file.
 pub async fn setup_with(client_key: Option<&str>, extra_conf: &str) -> Env {
+    setup_full(client_key, "", extra_conf).await
+}
+
+/// `setup_with`, with `top` (root-level keys) at the start of the file.
+pub async fn setup_full(client_key: Option<&str>, top: &str, extra_conf: &str) -> Env {
     let nuget = FakeUpstream::start().await;
     nuget.serve_nuget_index();
     let proget = FakeUpstream::start().await;
@@ -33,7 +38,7 @@ pub async fn setup_with(client_key: Option<&str>, extra_conf: &str) -> Env {
     );
     let dir = tempfile::tempdir().unwrap();
     let mut conf = format!(
-        "[proget]\nurl = \"{}/\"\napi_key_env = \"FC_TEST_PROGET_KEY\"\n",
+        "{top}[proget]\nurl = \"{}/\"\napi_key_env = \"FC_TEST_PROGET_KEY\"\n",
         proget.base()
     );
     if let Some(k) = client_key {
