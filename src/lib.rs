@@ -27,6 +27,7 @@ pub mod routes;
 pub mod secret;
 pub mod server;
 pub mod startup;
+pub mod status;
 pub mod upstream;
 pub mod versions;
 pub mod warm;
