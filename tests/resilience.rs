@@ -12,7 +12,7 @@ const NUPKG: &str = "/v3-flatcontainer/demo.pkg/1.0.0/demo.pkg.1.0.0.nupkg";
 const INDEX: &str = "/v3-flatcontainer/demo.pkg/index.json";
 
 /// A proxy with a 1 s metadata TTL and the given extra config lines
-/// (stale-while-revalidate itself is tested on a clock in `metadata.rs`).
+/// (stale-while-revalidate itself is tested on a clock in `metadata/tests.rs`).
 async fn setup(extra_conf: &str) -> (FakeUpstream, Proxy, tempfile::TempDir) {
     setup_ttl("1s", extra_conf).await
 }
