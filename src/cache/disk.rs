@@ -380,16 +380,7 @@ mod tests {
     use super::*;
 
     fn meta() -> Meta {
-        Meta {
-            freshness: Freshness::Immutable,
-            content_type: "application/octet-stream".into(),
-            content_encoding: None,
-            etag: "\"e\"".into(),
-            upstream_etag: None,
-            last_modified: None,
-            stored_at: 1,
-            templated: false,
-        }
+        super::super::entry::test_meta(Freshness::Immutable)
     }
 
     #[tokio::test]

@@ -197,6 +197,21 @@ pub fn read_header(
     })
 }
 
+/// A plain meta for tests of the tiers.
+#[cfg(test)]
+pub(crate) fn test_meta(freshness: Freshness) -> Meta {
+    Meta {
+        freshness,
+        content_type: "application/octet-stream".into(),
+        content_encoding: None,
+        etag: "\"e\"".into(),
+        upstream_etag: None,
+        last_modified: None,
+        stored_at: 1,
+        templated: false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

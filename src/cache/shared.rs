@@ -245,20 +245,11 @@ impl Cache {
 
 #[cfg(test)]
 mod tests {
-    use super::super::entry::{encode_header, seal, Meta, SEAL_AT};
+    use super::super::entry::{encode_header, seal, test_meta, SEAL_AT};
     use super::*;
 
     fn entry(key: &str, freshness: Freshness, body: &[u8]) -> Vec<u8> {
-        let meta = Meta {
-            freshness,
-            content_type: "application/octet-stream".into(),
-            content_encoding: None,
-            etag: "\"e\"".into(),
-            upstream_etag: None,
-            last_modified: None,
-            stored_at: 1,
-            templated: false,
-        };
+        let meta = test_meta(freshness);
         let mut f = encode_header(&meta, key);
         let at = usize::try_from(SEAL_AT).unwrap();
         f[at..at + 12].copy_from_slice(&seal(body.len() as u64, crc32fast::hash(body)));

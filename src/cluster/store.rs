@@ -71,8 +71,8 @@ impl Store {
         let mut b = AmazonS3Builder::new()
             .with_region(&conf.region)
             .with_bucket_name(&conf.bucket)
-            .with_access_key_id(secret_str(&id))
-            .with_secret_access_key(secret_str(&secret))
+            .with_access_key_id(id.expose())
+            .with_secret_access_key(secret.expose())
             .with_virtual_hosted_style_request(!conf.path_style)
             .with_client_options(options)
             .with_retry(retry);
@@ -290,11 +290,6 @@ impl SharedTier for Store {
     fn status(&self) -> (bool, u64) {
         (self.reachable(), self.backlog())
     }
-}
-
-/// The credential as `object_store` takes it (it keeps it to sign requests).
-fn secret_str(s: &crate::secret::Secret) -> String {
-    s.expose().to_owned()
 }
 
 fn now_ms() -> u64 {
