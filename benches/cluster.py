@@ -27,21 +27,17 @@ per key from the origin's log (must be 1.00), owner asks from each node's
 
 import argparse
 import concurrent.futures
-import json
 import os
 import re
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from load import col, flat, pkg_path, rng  # noqa: E402
-from loadlib import (COLD_LUA, COLD_SIZE, HERD_SIZE, Abort, OriginLog, Procs, cpu_seconds,  # noqa: E402
+from loadlib import (COLD_LUA, COLD_SIZE, HERD_SIZE, Abort, OriginLog, cpu_seconds,  # noqa: E402
                      curl, f, free_port, herd, make_origin, med, nginx_conf, ratios, service_index,
-                     table, wait_http, wrk)
+                     run_bench, table, wait_http, wrk)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NODES = ["n1", "n2", "n3"]          # the cluster; n1 is the one compared with single
@@ -415,14 +411,8 @@ def main():
     a = parse_args()
     if not os.access(a.feedcache_bin, os.X_OK):
         sys.exit(f"no feedcache binary at {a.feedcache_bin} (cargo build --release)")
-    start = time.monotonic()
-    w = tempfile.mkdtemp(prefix="feedcache-cluster-")
-    os.chmod(w, 0o755)  # nginx workers run as another user
-    procs = Procs(w)
-    for sig in (signal.SIGTERM, signal.SIGHUP):  # unwind through finally: stop servers
-        signal.signal(sig, lambda n, _: sys.exit(128 + n))
-    rc = 0
-    try:
+
+    def body(w, procs):
         meta = {"rounds": a.rounds, "seconds": a.seconds, "conns": a.conns, "herd": a.herd,
                 "scenarios": a.scenarios, "memory": a.memory, **versions(a)}
         print(f"work dir {w}; {meta['feedcache']}; {meta['nginx']}; {meta['wrk']}; {meta['cpus']} CPUs",
@@ -433,23 +423,9 @@ def main():
         res = run_rounds(a, b)
         print()
         summary, verdict = report(a, res)
-        meta["wall_seconds"] = time.monotonic() - start  # without the clean-up below
-        if a.json:
-            with open(a.json, "w") as fh:
-                json.dump({"meta": meta, "results": res, "summary": summary, "verdict": verdict}, fh, indent=1)
-    except Abort as e:
-        print(f"\nABORTED: {e}", file=sys.stderr)
-        rc, a.keep = 1, True  # keep the logs the message points to
-    except KeyboardInterrupt:
-        rc = 130
-    finally:
-        procs.stop()
-        if a.keep:
-            print(f"kept {w}")
-        else:
-            shutil.rmtree(w, ignore_errors=True)
-    print(f"total wall time {time.monotonic() - start:.0f} s (with start-up and clean-up)")
-    sys.exit(rc)
+        return {"meta": meta, "results": res, "summary": summary, "verdict": verdict}
+
+    run_bench(a, "feedcache-cluster-", body)
 
 
 if __name__ == "__main__":

@@ -17,19 +17,15 @@ Hit runs are checked to cause no origin fetch; cold runs to fetch every key.
 """
 
 import argparse
-import json
 import os
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from loadlib import (COLD_LUA, COLD_SIZE, HERD_SIZE, SIZES, Abort, OriginLog, Procs,  # noqa: E402
+from loadlib import (COLD_LUA, COLD_SIZE, HERD_SIZE, SIZES, Abort, OriginLog,  # noqa: E402
                      RssSampler, cpu_seconds, curl, f, free_port, herd, make_origin, med, nginx_conf,
-                     ratios, service_index, table, varnish_cmd, varnish_counters, wait_http, wrk)
+                     ratios, run_bench, service_index, table, varnish_cmd, varnish_counters, wait_http,
+                     wrk)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGETS = ["feedcache", "feedcache-before", "nginx-cache", "varnish", "static"]
@@ -299,14 +295,8 @@ def main():
     a = parse_args()
     if "feedcache" in a.targets and not os.access(a.feedcache_bin, os.X_OK):
         sys.exit(f"no feedcache binary at {a.feedcache_bin} (cargo build --release)")
-    start = time.monotonic()
-    w = tempfile.mkdtemp(prefix="feedcache-bench-")
-    os.chmod(w, 0o755)  # nginx workers and varnish's child run as other users
-    procs = Procs(w)
-    for sig in (signal.SIGTERM, signal.SIGHUP):  # unwind through finally: stop servers
-        signal.signal(sig, lambda n, _: sys.exit(128 + n))
-    rc = 0
-    try:
+
+    def body(w, procs):
         meta = {"rounds": a.rounds, "seconds": a.seconds, "herd": a.herd, "scenarios": a.scenarios,
                 "targets": a.targets, "memory": a.memory, **versions(a)}
         print(f"work dir {w}; {meta['feedcache']}; {meta['nginx']}; {meta['varnish']}; {meta['wrk']}",
@@ -323,23 +313,9 @@ def main():
         if "varnish" in a.targets:
             meta["varnish_counters"] = varnish_counters(w)
             print("varnish counters: " + ", ".join(f"{k} {v}" for k, v in meta["varnish_counters"].items()))
-        meta["wall_seconds"] = time.monotonic() - start  # without the clean-up below
-        if a.json:
-            with open(a.json, "w") as fh:
-                json.dump({"meta": meta, "results": res, "summary": summary, "verdict": verdict}, fh, indent=1)
-    except Abort as e:
-        print(f"\nABORTED: {e}", file=sys.stderr)
-        rc, a.keep = 1, True  # keep the logs the message points to
-    except KeyboardInterrupt:
-        rc = 130
-    finally:
-        procs.stop()
-        if a.keep:
-            print(f"kept {w}")
-        else:
-            shutil.rmtree(w, ignore_errors=True)  # seconds: many cached cold entries
-    print(f"total wall time {time.monotonic() - start:.0f} s (with start-up and clean-up)")
-    sys.exit(rc)
+        return {"meta": meta, "results": res, "summary": summary, "verdict": verdict}
+
+    run_bench(a, "feedcache-bench-", body)
 
 
 if __name__ == "__main__":

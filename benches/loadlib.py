@@ -2,12 +2,16 @@
 child processes, CPU accounting from /proc, and the wrk/curl drivers.
 Python 3 standard library only; everything talks to 127.0.0.1."""
 
+import json
 import os
 import re
+import shutil
 import signal
 import socket
 import statistics
 import subprocess
+import sys
+import tempfile
 import threading
 import time
 
@@ -417,3 +421,39 @@ def table(headers, rows):
     for r in cells[1:]:
         print(line(r))
     print()
+
+
+# ---------------------------------------------------------------- the frame of a run
+
+def run_bench(a, prefix, body):
+    """Runs `body(w, procs)` in a fresh work dir `w` (readable by the
+    servers' other users) and exits: every server is stopped and the dir
+    removed (unless --keep) however the run ends, the document `body`
+    returns ({"meta": ..., ...}) goes to --json, the exit code is 0, 1 on an
+    Abort (the logs are kept), 130 on Ctrl-C."""
+    start = time.monotonic()
+    w = tempfile.mkdtemp(prefix=prefix)
+    os.chmod(w, 0o755)  # nginx workers and varnish's child run as other users
+    procs = Procs(w)
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # unwind through finally: stop servers
+        signal.signal(sig, lambda n, _: sys.exit(128 + n))
+    rc = 0
+    try:
+        doc = body(w, procs)
+        doc["meta"]["wall_seconds"] = time.monotonic() - start  # without the clean-up below
+        if a.json:
+            with open(a.json, "w") as fh:
+                json.dump(doc, fh, indent=1)
+    except Abort as e:
+        print(f"\nABORTED: {e}", file=sys.stderr)
+        rc, a.keep = 1, True  # keep the logs the message points to
+    except KeyboardInterrupt:
+        rc = 130
+    finally:
+        procs.stop()
+        if a.keep:
+            print(f"kept {w}")
+        else:
+            shutil.rmtree(w, ignore_errors=True)  # seconds: many cached cold entries
+    print(f"total wall time {time.monotonic() - start:.0f} s (with start-up and clean-up)")
+    sys.exit(rc)
