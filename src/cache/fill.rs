@@ -2,12 +2,15 @@
 //! to a temp file that any number of clients read while it grows.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use tokio::sync::watch;
 use url::Url;
 
+use super::blocks::Blocks;
+use super::disk::TempEntry;
 use super::entry::{encode_header, now_secs, Freshness, MemEntry, Meta, Seal};
 use super::follow::{Fill, FillState};
 use super::load::{blocking, map_file, DiskEntry, MAP_MAX};
@@ -17,9 +20,10 @@ use crate::extract::Package;
 use crate::keys::CacheKey;
 use crate::upstream::{classify, Request, Upstream, UpstreamError};
 
-/// Data is appended to the temp file in blocks of this size; readers see
-/// progress block by block.
-const WRITE_BLOCK: usize = 256 * 1024;
+/// A block not yet full is written anyway once the upstream has sent
+/// nothing more for this long, so a client streaming a slow download never
+/// waits long for bytes that have arrived.
+const STALL_FLUSH: Duration = Duration::from_millis(500);
 /// Bodies up to this size (with a known length) are fetched whole into
 /// memory instead of streamed through a file: cheaper, and the delay before
 /// the first byte is a fraction of a millisecond on any sane upstream link.
@@ -163,15 +167,22 @@ impl Cache {
         // Small bodies are also kept for the memory tier.
         let keep = expected.is_none_or(|n| self.memory.admits(n));
         let mut kept = keep.then(BytesMut::new);
-        let mut pending = BytesMut::with_capacity(WRITE_BLOCK);
+        // Readers see progress block by block (`blocks.rs`).
+        let mut blocks = Blocks::new(offset);
         let mut written = 0u64;
         let mut crc = crc32fast::Hasher::new();
         let mut body = resp.bytes_stream();
         let temp = Arc::new(temp);
         loop {
-            let next = body.next().await;
-            let end = next.is_none();
-            if let Some(chunk) = next {
+            let next = if blocks.pending() == 0 {
+                Some(body.next().await)
+            } else {
+                tokio::time::timeout(STALL_FLUSH, body.next()).await.ok()
+            };
+            let end = matches!(next, Some(None));
+            // A stalled upstream (`next` is `None`) or the end: write all.
+            let flush_all = end || next.is_none();
+            if let Some(Some(chunk)) = next {
                 let chunk = chunk.map_err(|e| classify(url, &e))?;
                 if let Some(k) = kept.as_mut() {
                     k.extend_from_slice(&chunk);
@@ -180,23 +191,20 @@ impl Cache {
                     }
                 }
                 crc.update(&chunk);
-                pending.extend_from_slice(&chunk);
-                if written + pending.len() as u64 > self.max_body {
+                blocks.push(&chunk);
+                if written + blocks.pending() as u64 > self.max_body {
                     return Err(AppError::BadUpstream(format!(
                         "body from {} exceeds cache.max_package_size",
                         crate::upstream::host_of(url)
                     )));
                 }
             }
-            if pending.len() >= WRITE_BLOCK || (end && !pending.is_empty()) {
-                let block = pending.split().freeze();
-                let n = block.len() as u64;
-                let t = temp.clone();
-                let at = offset + written;
-                blocking(move || t.write_at(&block, at))
-                    .await
-                    .inspect_err(|e| self.disk.writable.failed(e))?;
-                written += n;
+            while let Some((at, block)) =
+                blocks
+                    .ready()
+                    .or_else(|| if flush_all { blocks.rest() } else { None })
+            {
+                written += self.write_block(&temp, at, block).await?;
                 tx.send_modify(|s| {
                     if let FillState::Streaming { written: w, .. } = s {
                         *w = written;
@@ -263,6 +271,24 @@ impl Cache {
             self.memory.insert(key.clone(), entry).await;
         }
         Ok(())
+    }
+}
+
+impl Cache {
+    /// Writes one block of a streaming fill at `at` in its temp file, off the
+    /// worker thread; returns its length.
+    async fn write_block(
+        &self,
+        temp: &Arc<TempEntry>,
+        at: u64,
+        block: Bytes,
+    ) -> Result<u64, CacheError> {
+        let n = block.len() as u64;
+        let t = temp.clone();
+        blocking(move || t.write_at(&block, at))
+            .await
+            .inspect_err(|e| self.disk.writable.failed(e))?;
+        Ok(n)
     }
 }
 
