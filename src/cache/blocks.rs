@@ -70,10 +70,13 @@ mod tests {
 
     const B: usize = BLOCK as usize;
 
+    /// (file offset, length) of one write.
+    type Write = (u64, usize);
+
     /// Pushes `chunks` into blocks starting at `start`, taking every ready
     /// block after each push and the rest at the end: (offset, length) of
     /// every write.
-    fn writes(start: u64, chunks: &[usize]) -> Vec<(u64, usize)> {
+    fn writes(start: u64, chunks: &[usize]) -> Vec<Write> {
         let mut b = Blocks::new(start);
         let mut out = Vec::new();
         for &n in chunks {
@@ -88,7 +91,7 @@ mod tests {
 
     #[test]
     fn writes_end_on_block_boundaries() {
-        let table: &[(u64, &[usize], &[(u64, usize)])] = &[
+        let table: &[(u64, &[usize], &[Write])] = &[
             // header of 300 bytes, then a 5 MiB body in 64 KiB chunks
             (
                 300,
