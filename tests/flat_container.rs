@@ -353,3 +353,90 @@ async fn large_disk_entries_are_sent_whole_ranged_and_keep_alive() {
     }
     assert_eq!(up.hits(path), 1);
 }
+
+/// Reads one response off `s` (after `buf`'s leftovers): status, headers
+/// (names lowercased) and, unless `head`, the body of its Content-Length.
+async fn read_response(
+    s: &mut tokio::net::TcpStream,
+    buf: &mut Vec<u8>,
+    head: bool,
+) -> (u16, std::collections::HashMap<String, String>, Vec<u8>) {
+    use tokio::io::AsyncReadExt;
+    let end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let mut chunk = [0u8; 65536];
+        let n = within(s.read(&mut chunk)).await.unwrap();
+        assert!(n > 0, "closed before a full header");
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let text = String::from_utf8(buf[..end].to_vec()).unwrap();
+    let mut lines = text.split("\r\n");
+    let status = lines.next().unwrap()[9..12].parse().unwrap();
+    let headers: std::collections::HashMap<_, _> = lines
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
+        .collect();
+    buf.drain(..end);
+    let len: usize = if head {
+        0
+    } else {
+        headers["content-length"].parse().unwrap()
+    };
+    while buf.len() < len {
+        let mut chunk = [0u8; 65536];
+        let n = within(s.read(&mut chunk)).await.unwrap();
+        assert!(n > 0, "closed mid-body");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let body = buf.drain(..len).collect();
+    (status, headers, body)
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order() {
+    let (up, proxy, _dir, body) = setup().await;
+    let small = blob(2_000, 3);
+    up.set(
+        "/v3-flatcontainer/small.pkg/1.0.0/small.pkg.1.0.0.nupkg",
+        Behavior::bytes(small.clone()),
+    );
+    let big = "/v3/flatcontainer/demo.pkg/1.0.0/demo.pkg.1.0.0.nupkg";
+    let little = "/v3/flatcontainer/small.pkg/1.0.0/small.pkg.1.0.0.nupkg";
+    // Cached first, so the pipelined hits leave from disk by sendfile (the
+    // 300 KB one) and from memory (the small one).
+    for p in [big, little, little] {
+        assert_eq!(get(&proxy.url(p)).await.0, 200);
+    }
+    let addr = proxy.base.trim_start_matches("http://").to_owned();
+    let mut s = within(tokio::net::TcpStream::connect(addr)).await.unwrap();
+    let reqs = format!(
+        "GET {big} HTTP/1.1\r\nHost: x\r\n\r\n\
+         HEAD {little} HTTP/1.1\r\nHost: x\r\n\r\n\
+         GET {little} HTTP/1.1\r\nHost: x\r\nRange: bytes=0-9\r\n\r\n\
+         GET /v3/flatcontainer/none.pkg/index.json HTTP/1.1\r\nHost: x\r\n\r\n\
+         GET {little} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    );
+    use tokio::io::AsyncWriteExt;
+    within(s.write_all(reqs.as_bytes())).await.unwrap();
+    let mut buf = Vec::new();
+    let (st, h, b) = read_response(&mut s, &mut buf, false).await;
+    assert_eq!((st, h["x-cache"].as_str()), (200, "HIT"));
+    assert_eq!(b, body);
+    let (st, h, _) = read_response(&mut s, &mut buf, true).await;
+    assert_eq!((st, h["content-length"].as_str()), (200, "2000"));
+    let (st, _, b) = read_response(&mut s, &mut buf, false).await;
+    assert_eq!((st, b.as_slice()), (206, &small[..10]));
+    let (st, _, _) = read_response(&mut s, &mut buf, false).await;
+    assert_eq!(st, 404);
+    let (st, h, b) = read_response(&mut s, &mut buf, false).await;
+    assert_eq!((st, h["connection"].as_str()), (200, "close"));
+    assert_eq!(b, small);
+    // Then the server closes the connection, with nothing more sent.
+    let mut rest = Vec::new();
+    use tokio::io::AsyncReadExt;
+    within(s.read_to_end(&mut rest)).await.unwrap();
+    assert!(buf.is_empty() && rest.is_empty());
+    assert_eq!(up.hits(NUPKG), 1);
+}

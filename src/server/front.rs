@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::BytesMut;
 use pingora::apps::ServerApp;
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
@@ -76,8 +77,13 @@ impl ServerApp for Front {
 impl Front {
     async fn serve_http1(&self, mut stream: Stream, slot: &Slot, shutdown: &ShutdownWatch) {
         let mut first = true;
+        // Bytes of the next request read along with the last one (a client
+        // that pipelines); pingora hands them back when a session ends.
+        let mut prefix: Option<BytesMut> = None;
         loop {
-            let (next, mut session) = self.next_request(stream, slot, first, shutdown).await;
+            let (next, mut session) = self
+                .next_request(stream, prefix.take(), slot, first, shutdown)
+                .await;
             match next {
                 Next::Request => {}
                 Next::Close => return,
@@ -88,39 +94,44 @@ impl Front {
                 }
             }
             first = false;
-            let plain = session.digest().is_none_or(|d| d.ssl_digest.is_none());
-            let mut out = self.handler.serve(&mut session, plain).await;
             if *shutdown.borrow() {
                 session.set_keepalive(None);
             }
-            let Some(file) = out.file.take() else {
-                self.handler.log(session.req_header(), &out);
+            let plain = session.digest().is_none_or(|d| d.ssl_digest.is_none());
+            let mut out = self.handler.serve(&mut session, Some(plain)).await;
+            let Some(raw) = out.raw.take() else {
+                let req = session.req_header();
+                self.handler.log(&req.method, req.uri.path(), &out);
                 if !out.reusable() {
                     return;
                 }
                 match session.finish().await {
-                    Ok(Some(reusable)) => stream = reusable.into_parts().0,
+                    Ok(Some(reusable)) => (stream, prefix) = reusable.into_parts(),
                     _ => return,
                 }
                 continue;
             };
-            // The header is written (buffered); the body goes out with
-            // sendfile on the connection's own socket.
-            let req = session.req_header().clone();
-            let keep = session.as_http1().is_some_and(|h| h.will_keepalive());
+            // The reply is written here, on the connection's own stream: the
+            // session ends first (handing back the stream and any pipelined
+            // bytes), so the access log keeps what it needs of the request.
             let ServerSession::H1(h1) = session else {
                 return;
             };
-            // A request pipelined behind this one would be lost with the
-            // session's read buffer; pingora disables pipelining and no
-            // NuGet client pipelines, and such a client only waits for the
-            // idle deadline.
-            stream = h1.into_inner();
+            let (method, uri) = (h1.req_header().method.clone(), h1.req_header().uri.clone());
+            let keep = raw.keep;
+            if keep {
+                match h1.reuse().await {
+                    Ok(Some(reusable)) => (stream, prefix) = reusable.into_parts(),
+                    _ => return,
+                }
+            } else {
+                stream = h1.into_inner();
+            }
             let mut sent = 0;
-            if let Err(e) = super::sendfile::send(&mut stream, &file, &mut sent).await {
+            if let Err(e) = super::raw::write(&mut stream, raw, &mut sent).await {
                 out.failed(sent, e);
             }
-            self.handler.log(&req, &out);
+            self.handler.log(&method, uri.path(), &out);
             if !keep || !out.reusable() {
                 return;
             }
@@ -132,6 +143,7 @@ impl Front {
     async fn next_request(
         &self,
         mut stream: Stream,
+        prefix: Option<BytesMut>,
         slot: &Slot,
         first: bool,
         shutdown: &ShutdownWatch,
@@ -148,13 +160,26 @@ impl Front {
         let mut byte = [0u8; 1];
         // pingora's coarse shared timer: a tokio timer here armed a kernel
         // hrtimer on every idle wait (measured at c1: ~15% of the CPU).
-        let peeked = tokio::select! {
-            biased;
-            r = fast_timeout(idle, stream.try_peek(&mut byte)) => Some(r),
-            _ = waiting.shed() => None,
-            _ = shutdown.changed() => None,
+        let peeked = if prefix.is_some() {
+            // The next request has begun already.
+            Some(Ok(Ok(true)))
+        } else {
+            tokio::select! {
+                biased;
+                r = fast_timeout(idle, stream.try_peek(&mut byte)) => Some(r),
+                _ = waiting.shed() => None,
+                _ = shutdown.changed() => None,
+            }
         };
         let mut session = ServerSession::new_http1(stream);
+        if let ServerSession::H1(h1) = &mut session {
+            // Requests a client pipelines are answered in order, not dropped
+            // with the connection.
+            h1.set_pipelining_enabled(true);
+            if let Some(p) = prefix {
+                h1.set_pipelined_prefix(p);
+            }
+        }
         let idle_secs = self.deadlines.idle.as_secs().max(1);
         session.set_keepalive((!*shutdown.borrow()).then_some(idle_secs));
         // Per read while a request body is drained before reuse.

@@ -7,7 +7,9 @@
 
 mod conns;
 mod front;
+mod head;
 mod range;
+mod raw;
 mod respond;
 mod sendfile;
 
@@ -32,8 +34,8 @@ use crate::routes::route;
 use crate::routes::transparent::{is_transparent, map_path};
 pub use conns::Conns;
 use front::{Deadlines, Front};
-use respond::{write_error, write_reply, Sent};
-use sendfile::FileBody;
+use raw::Raw;
+use respond::{write_error, write_reply, Mode, Sent};
 
 /// Per-connection write buffer (see `build`).
 const WRITE_BUFFER: usize = 16 * 1024;
@@ -68,8 +70,8 @@ pub struct Outcome {
     sent: Sent,
     /// Why the response could not be completed.
     error: Option<Box<Error>>,
-    /// A body still to be sent from a file after the header (`sendfile`).
-    pub file: Option<FileBody>,
+    /// A reply for the connection loop to write itself (HTTP/1).
+    pub raw: Option<Raw>,
     start: Instant,
 }
 
@@ -79,10 +81,10 @@ impl Outcome {
         self.error.is_none()
     }
 
-    /// The file body could not be sent completely; `sent` bytes of it were.
+    /// A raw reply could not be sent completely; `sent` body bytes were.
     pub fn failed(&mut self, sent: u64, e: std::io::Error) {
         self.sent.bytes = sent;
-        self.error = Some(Error::because(ErrorType::WriteError, "sendfile", e));
+        self.error = Some(Error::because(ErrorType::WriteError, "writing reply", e));
     }
 }
 
@@ -95,7 +97,7 @@ fn header<'a>(s: &'a ServerSession, name: &str) -> Option<&'a str> {
 
 impl Handler {
     /// Metrics and the access-log line of a finished request.
-    pub fn log(&self, req: &pingora::http::RequestHeader, out: &Outcome) {
+    pub fn log(&self, method: &http::Method, path: &str, out: &Outcome) {
         let start = out.start;
         crate::metrics::get().request(
             out.route,
@@ -106,8 +108,8 @@ impl Handler {
         );
         if crate::logging::access_enabled() {
             crate::logging::access(&crate::logging::Access {
-                method: req.method.as_str(),
-                path: req.uri.path(),
+                method: method.as_str(),
+                path,
                 route: out.route,
                 cache: out.cache,
                 status: out.sent.status,
@@ -116,21 +118,22 @@ impl Handler {
             });
         }
         if let Some(e) = &out.error {
-            tracing::debug!(path = req.uri.path(), error = %e, "response not completed");
+            tracing::debug!(path, error = %e, "response not completed");
         }
     }
 
-    /// Answers the request read into `session`. With `raw_ok` (plain
-    /// HTTP/1.1), a large disk body is left in `Outcome::file` for the
-    /// caller to send; `log` records the request once it is done.
-    pub async fn serve(&self, session: &mut ServerSession, raw_ok: bool) -> Outcome {
+    /// Answers the request read into `session`. On HTTP/1 (`h1` says
+    /// whether the connection is plain TCP), a reply whose body is at hand
+    /// is left in `Outcome::raw` for the caller to write; `log` records the
+    /// request once it is done.
+    pub async fn serve(&self, session: &mut ServerSession, h1: Option<bool>) -> Outcome {
         let mut out = Outcome {
             route: "-",
             cache: "-",
             tier: "-",
             sent: Sent::default(),
             error: None,
-            file: None,
+            raw: None,
             start: Instant::now(),
         };
         let uri = session.req_header().uri.clone();
@@ -196,7 +199,14 @@ impl Handler {
                 } else {
                     String::new()
                 };
-                write_reply(session, reply, &base, raw_ok).await
+                let mode = match h1 {
+                    Some(plain) => Mode::H1 {
+                        keep: session.as_http1().is_some_and(|h| h.will_keepalive()),
+                        sendfile: plain,
+                    },
+                    None => Mode::Session,
+                };
+                write_reply(session, reply, &base, mode).await
             }
             Err(e) => {
                 if e.deserves_warning() {
@@ -206,9 +216,9 @@ impl Handler {
             }
         };
         match written {
-            Ok((sent, file)) => {
+            Ok((sent, raw)) => {
                 out.sent = sent;
-                out.file = file;
+                out.raw = raw;
             }
             Err(e) => {
                 // The client went away mid-response, or the body could not be
@@ -258,8 +268,9 @@ impl HttpServerApp for Handler {
             Ok(true) => {}
             _ => return None,
         }
-        let out = self.serve(&mut session, false).await;
-        self.log(session.req_header(), &out);
+        let out = self.serve(&mut session, None).await;
+        let req = session.req_header();
+        self.log(&req.method, req.uri.path(), &out);
         if out.reusable() {
             let _ = session.finish().await;
         }

@@ -8,7 +8,9 @@ use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::protocols::http::ServerSession as Session;
 
+use super::head::Head;
 use super::range::{none_match, parse_range, RangeAsk};
+use super::raw::{Raw, RawBody};
 use super::sendfile::{FileBody, SENDFILE_MIN};
 use crate::app::{Body, Reply};
 use crate::cache::read_at;
@@ -20,6 +22,17 @@ const DISK_BLOCK: usize = 256 * 1024;
 /// Mapped bodies are handed to the connection in slices this large, so one
 /// big response does not hold a worker for its whole length at once.
 const MAP_BLOCK: usize = 1024 * 1024;
+
+/// How a reply may be written.
+#[derive(Debug, Clone, Copy)]
+pub enum Mode {
+    /// Through the pingora session (HTTP/2).
+    Session,
+    /// HTTP/1: a body at hand is handed back with its head as bytes, for the
+    /// connection loop to write (`keep`: the connection stays open after
+    /// it); with `sendfile` (plain TCP) large disk bodies go by `sendfile`.
+    H1 { keep: bool, sendfile: bool },
+}
 
 /// What was sent, for the access log.
 #[derive(Debug, Default, Clone, Copy)]
@@ -38,14 +51,14 @@ fn req_header(session: &Session, name: header::HeaderName) -> Option<&str> {
 
 /// Writes a successful reply. An `Err` after the header went out means the
 /// body could not be completed; the caller must drop the connection. With
-/// `raw_ok` (plain HTTP/1.1), a large disk body is not written but returned,
-/// for the caller to `sendfile` after the header.
+/// `Mode::H1`, a body at hand is not written but returned with its head, for
+/// the connection loop to write.
 pub async fn write_reply(
     session: &mut Session,
     reply: Reply,
     public_base: &str,
-    raw_ok: bool,
-) -> Result<(Sent, Option<FileBody>)> {
+    mode: Mode,
+) -> Result<(Sent, Option<Raw>)> {
     let Reply {
         meta,
         body,
@@ -71,34 +84,37 @@ pub async fn write_reply(
     };
     let is_head = session.req_header().method == http::Method::HEAD;
 
-    let mut resp = ResponseHeader::build(200, Some(9))?;
-    resp.insert_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff")?;
+    let mut head = Head::new(200);
+    head.push("X-Content-Type-Options", "nosniff");
     if meta.templated {
         // Rendered with the request's host name: shared caches must not
         // hand one client's rendering to another.
-        resp.insert_header(header::VARY, "Host, X-Forwarded-Host, X-Forwarded-Proto")?;
+        head.push("Vary", "Host, X-Forwarded-Host, X-Forwarded-Proto");
     }
-    resp.insert_header(header::ETAG, &etag)?;
+    head.push("ETag", etag.as_str());
     if let Some(lm) = &meta.last_modified {
-        resp.insert_header(header::LAST_MODIFIED, lm)?;
+        head.push("Last-Modified", lm.as_str());
     }
-    resp.insert_header("X-Cache", cache)?;
-    if let Some(m) = missing {
-        resp.insert_header("X-Feedcache-Missing", m)?;
+    head.push("X-Cache", cache);
+    if let Some(m) = &missing {
+        head.push("X-Feedcache-Missing", m.as_str());
     }
 
     if none_match(req_header(session, header::IF_NONE_MATCH), &etag) {
-        resp.set_status(304)?;
-        session.write_response_header(Box::new(resp)).await?;
+        head.status = 304;
         let sent = Sent {
             status: 304,
             bytes: 0,
         };
+        if let Some(raw) = raw_reply(&head, RawBody::None, mode) {
+            return Ok((sent, Some(raw)));
+        }
+        session.write_response_header(head.to_pingora()?).await?;
         return Ok((sent, None));
     }
-    resp.insert_header(header::CONTENT_TYPE, &meta.content_type)?;
+    head.push("Content-Type", meta.content_type.as_str());
     if let Some(enc) = &meta.content_encoding {
-        resp.insert_header(header::CONTENT_ENCODING, enc)?;
+        head.push("Content-Encoding", enc.as_str());
     }
 
     // (A `Template` was rendered into `Bytes` above.)
@@ -120,46 +136,54 @@ pub async fn write_reply(
             return Ok((sent, None));
         }
         (RangeAsk::Partial(a, b), Some(t)) => {
-            resp.set_status(206)?;
-            resp.insert_header(header::CONTENT_RANGE, format!("bytes {a}-{b}/{t}"))?;
+            head.status = 206;
+            head.push("Content-Range", format!("bytes {a}-{b}/{t}"));
             (a, Some(b - a + 1))
         }
         (_, total) => (0, total),
     };
     if !matches!(body, Body::Fill(..) | Body::Stream(..) | Body::Extract(_)) {
-        resp.insert_header(header::ACCEPT_RANGES, "bytes")?;
+        head.push("Accept-Ranges", "bytes");
     }
     match len {
-        Some(n) => resp.insert_header(header::CONTENT_LENGTH, n)?,
+        Some(n) => head.push("Content-Length", n),
         // HTTP/1.1 needs chunked framing to show where an unknown-length body
         // ends (and that it ended); HTTP/2 frames it itself.
-        None if !session.is_http2() => resp.insert_header(header::TRANSFER_ENCODING, "chunked")?,
+        None if !session.is_http2() => head.push("Transfer-Encoding", "chunked"),
         None => {}
     }
-    let status = resp.status.as_u16();
-    if is_head {
-        session.write_response_header(Box::new(resp)).await?;
-        return Ok((Sent { status, bytes: 0 }, None));
-    }
-    session.write_response_header(Box::new(resp)).await?;
-    if let (Body::Disk(d), Some(n)) = (&body, len) {
-        if raw_ok && n >= SENDFILE_MIN {
-            let file = FileBody {
+    let status = head.status;
+    // Bodies that are whole at hand leave on HTTP/1 without pingora's
+    // header machinery (`head.rs`); the rest stream through the session.
+    let at_hand = match (&body, len) {
+        _ if is_head => Some(RawBody::None),
+        (Body::Bytes(b) | Body::Template { https: b, .. }, Some(n)) => {
+            Some(RawBody::Bytes(slice_of(b, start, n)))
+        }
+        (Body::Disk(d), Some(n)) => match &d.map {
+            Some(map) => Some(RawBody::Bytes(slice_of(map, start, n))),
+            None if n >= SENDFILE_MIN => Some(RawBody::File(FileBody {
                 file: d.file.clone(),
                 offset: d.offset + start,
                 len: n,
-            };
-            return Ok((Sent { status, bytes: n }, Some(file)));
-        }
+            })),
+            None => None,
+        },
+        _ => None,
+    };
+    let bytes = if is_head { 0 } else { len.unwrap_or(0) };
+    if let Some(raw) = at_hand.and_then(|b| raw_reply(&head, b, mode)) {
+        return Ok((Sent { status, bytes }, Some(raw)));
+    }
+    session.write_response_header(head.to_pingora()?).await?;
+    if is_head {
+        return Ok((Sent { status, bytes: 0 }, None));
     }
 
     let mut sent = 0u64;
     match body {
         Body::Bytes(b) | Body::Template { https: b, .. } => {
-            let end = usize::try_from(start + len.unwrap_or(0))
-                .unwrap_or(b.len())
-                .min(b.len());
-            let part = b.slice(usize::try_from(start).unwrap_or(0).min(end)..end);
+            let part = slice_of(&b, start, len.unwrap_or(0));
             sent = part.len() as u64;
             session.write_response_body(part, true).await?;
         }
@@ -253,6 +277,26 @@ pub async fn write_reply(
         },
         None,
     ))
+}
+
+/// `n` bytes of `b` from `start`, within its bounds.
+fn slice_of(b: &Bytes, start: u64, n: u64) -> Bytes {
+    let end = usize::try_from(start + n).unwrap_or(b.len()).min(b.len());
+    b.slice(usize::try_from(start).unwrap_or(0).min(end)..end)
+}
+
+/// The reply written by the connection loop itself, when `mode` allows and
+/// the head can be written as it is.
+fn raw_reply(head: &Head<'_>, body: RawBody, mode: Mode) -> Option<Raw> {
+    let Mode::H1 { keep, sendfile } = mode else {
+        return None;
+    };
+    if matches!(body, RawBody::File(_)) && !sendfile {
+        return None;
+    }
+    let date = pingora::protocols::http::date::get_cached_date();
+    let head = head.to_h1(date.as_bytes(), keep)?;
+    Some(Raw { head, body, keep })
 }
 
 /// Writes an error response with a short plain-text message.
