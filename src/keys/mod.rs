@@ -32,10 +32,24 @@ pub enum FeedRef {
 impl FeedRef {
     /// Key prefix of everything cached for this feed.
     pub fn key_prefix(&self) -> String {
+        let mut out = String::new();
+        self.push_key_prefix(&mut out);
+        out
+    }
+
+    /// Appends `key_prefix` to `out` (keys built on the hit path, in one
+    /// buffer).
+    pub fn push_key_prefix(&self, out: &mut String) {
         match self {
-            FeedRef::Default => "nuget".into(),
-            FeedRef::ProGet(f) => format!("proget/{f}"),
-            FeedRef::Virtual(f) => format!("feeds/{f}"),
+            FeedRef::Default => out.push_str("nuget"),
+            FeedRef::ProGet(f) => {
+                out.push_str("proget/");
+                out.push_str(f);
+            }
+            FeedRef::Virtual(f) => {
+                out.push_str("feeds/");
+                out.push_str(f);
+            }
         }
     }
 
@@ -90,13 +104,26 @@ impl CacheKey {
 
     /// A file of one version in the flat container; `id` and `version` normalized.
     pub fn flat_file(feed: &FeedRef, id: &str, version: &str, file: FlatFile) -> Self {
-        let name = match file {
-            FlatFile::Nupkg => format!("{id}.{version}.nupkg"),
-            FlatFile::Nuspec => format!("{id}.nuspec"),
-            FlatFile::Icon => "icon".into(),
-            FlatFile::Readme => "readme".into(),
-        };
-        Self::from(format!("{}/flat/{id}/{version}/{name}", feed.key_prefix()))
+        // Built on every package hit: one buffer, pushed in place.
+        let mut key = String::with_capacity(32 + 2 * (id.len() + version.len()));
+        feed.push_key_prefix(&mut key);
+        for part in ["/flat/", id, "/", version, "/"] {
+            key.push_str(part);
+        }
+        match file {
+            FlatFile::Nupkg => {
+                for part in [id, ".", version, ".nupkg"] {
+                    key.push_str(part);
+                }
+            }
+            FlatFile::Nuspec => {
+                key.push_str(id);
+                key.push_str(".nuspec");
+            }
+            FlatFile::Icon => key.push_str("icon"),
+            FlatFile::Readme => key.push_str("readme"),
+        }
+        Self::from(key)
     }
 
     /// A universal package (`vpack` false) or virtual package manifest of a

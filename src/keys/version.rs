@@ -86,10 +86,12 @@ impl NuGetVersion {
 
     /// The normalized, lowercased form used in URLs and cache keys.
     pub fn normalized(&self) -> String {
+        use std::fmt::Write as _;
         let [a, b, c, d] = self.parts;
-        let mut out = format!("{a}.{b}.{c}");
+        let mut out = String::with_capacity(16 + self.prerelease.as_ref().map_or(0, |p| p.len()));
+        let _ = write!(out, "{a}.{b}.{c}");
         if d > 0 {
-            out.push_str(&format!(".{d}"));
+            let _ = write!(out, ".{d}");
         }
         if let Some(p) = &self.prerelease {
             out.push('-');

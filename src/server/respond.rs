@@ -1,6 +1,8 @@
 //! Writes a `Reply` or an `AppError` to a pingora session: conditional and
 //! range requests, HEAD, and streaming from memory, disk or a running fill.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http::header;
@@ -69,7 +71,7 @@ pub async fn write_reply(
         // Rendered per public base, so the validator differs per base too.
         Body::Bytes(b) if meta.templated => {
             let (body, etag) = rendered(&meta.etag, &b, public_base);
-            (Body::Bytes(body), etag)
+            (Body::Bytes(body), Cow::Owned(etag))
         }
         Body::Template { https, http } => {
             let b = if public_base.starts_with("https:") {
@@ -78,9 +80,9 @@ pub async fn write_reply(
                 http
             };
             let (body, etag) = rendered(&meta.etag, &b, public_base);
-            (Body::Bytes(body), etag)
+            (Body::Bytes(body), Cow::Owned(etag))
         }
-        other => (other, meta.etag.clone()),
+        other => (other, Cow::Borrowed(meta.etag.as_str())),
     };
     let is_head = session.req_header().method == http::Method::HEAD;
 
@@ -91,7 +93,7 @@ pub async fn write_reply(
         // hand one client's rendering to another.
         head.push("Vary", "Host, X-Forwarded-Host, X-Forwarded-Proto");
     }
-    head.push("ETag", etag.as_str());
+    head.push("ETag", etag.as_ref());
     if let Some(lm) = &meta.last_modified {
         head.push("Last-Modified", lm.as_str());
     }
