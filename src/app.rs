@@ -460,9 +460,15 @@ pub(crate) fn found_reply(found: Found) -> Reply {
 
 async fn fill_reply(mut reader: FillReader, cache: &'static str) -> Result<Reply, AppError> {
     let (meta, len) = reader.head().await?;
+    // A small fill is whole in memory before anyone reads it: answered as
+    // one block (on HTTP/1 without pingora's header map, `server/raw.rs`).
+    let body = match reader.memory_body() {
+        Some(b) => Body::Bytes(b),
+        None => Body::Fill(reader, len),
+    };
     Ok(Reply {
         meta,
-        body: Body::Fill(reader, len),
+        body,
         cache,
         missing: None,
     })

@@ -92,6 +92,15 @@ impl FillReader {
         }
     }
 
+    /// The whole body, when the fill holds it in memory and nothing has been
+    /// read yet (a small fill): it can then be answered as one block.
+    pub fn memory_body(&self) -> Option<Bytes> {
+        match &*self.rx.borrow() {
+            FillState::Memory { body, .. } if self.pos == 0 => Some(body.clone()),
+            _ => None,
+        }
+    }
+
     /// The next block of body, `None` at the end. An error means the body is
     /// incomplete and the client's response must be aborted.
     pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, AppError> {

@@ -166,6 +166,8 @@ impl Handler {
             Ok(reply) => {
                 out.cache = reply.cache;
                 out.tier = match &reply.body {
+                    // Fetched for this request, answered from memory.
+                    Body::Bytes(_) if reply.cache == "MISS" => "upstream",
                     Body::Bytes(_) | Body::Template { .. } => "memory",
                     Body::Disk(_) => "disk",
                     Body::Fill(..) | Body::Stream(..) => "upstream",
