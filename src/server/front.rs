@@ -18,9 +18,13 @@ use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
 use pingora::time::fast_timeout::fast_timeout;
+use tokio::io::AsyncReadExt;
 
 use super::conns::{Conns, Slot};
 use super::Handler;
+
+/// Bytes read at once for the start of a request: a NuGet GET fits.
+const FIRST_READ: usize = 4096;
 
 /// Connection deadlines.
 #[derive(Debug, Clone, Copy)]
@@ -63,7 +67,8 @@ impl ServerApp for Front {
             // the same handler through pingora's HTTP/2 server.
             return ServerApp::process_new(&self.handler, stream, shutdown).await;
         }
-        self.serve_http1(stream, &slot, shutdown).await;
+        self.serve_http1(super::rehome::rehome(stream), &slot, shutdown)
+            .await;
         None
     }
 
@@ -157,42 +162,41 @@ impl Front {
         } else {
             self.deadlines.idle
         };
-        let mut byte = [0u8; 1];
-        // pingora's coarse shared timer: a tokio timer here armed a kernel
-        // hrtimer on every idle wait (measured at c1: ~15% of the CPU).
-        let peeked = if prefix.is_some() {
+        // The first bytes of the request are read here, under the idle
+        // deadline, and handed to the session as the start of its header:
+        // one read per request, also on streams without a read buffer
+        // (`rehome.rs`) and on TLS. pingora's coarse shared timer: a tokio
+        // timer here armed a kernel hrtimer on every idle wait (measured at
+        // c1: ~15% of the CPU).
+        let prefix = match prefix.filter(|p| !p.is_empty()) {
             // The next request has begun already.
-            Some(Ok(Ok(true)))
-        } else {
-            tokio::select! {
-                biased;
-                r = fast_timeout(idle, stream.try_peek(&mut byte)) => Some(r),
-                _ = waiting.shed() => None,
-                _ = shutdown.changed() => None,
+            Some(p) => Some(p),
+            None => {
+                let mut start = BytesMut::with_capacity(FIRST_READ);
+                let got = tokio::select! {
+                    biased;
+                    r = fast_timeout(idle, stream.read_buf(&mut start)) => Some(r),
+                    _ = waiting.shed() => None,
+                    _ = shutdown.changed() => None,
+                };
+                matches!(got, Some(Ok(Ok(n))) if n > 0).then_some(start)
             }
         };
         let mut session = ServerSession::new_http1(stream);
-        if let ServerSession::H1(h1) = &mut session {
-            // Requests a client pipelines are answered in order, not dropped
-            // with the connection.
-            h1.set_pipelining_enabled(true);
-            if let Some(p) = prefix {
-                h1.set_pipelined_prefix(p);
-            }
-        }
         let idle_secs = self.deadlines.idle.as_secs().max(1);
         session.set_keepalive((!*shutdown.borrow()).then_some(idle_secs));
         // Per read while a request body is drained before reuse.
         session.set_read_timeout(Some(self.deadlines.header));
         session.set_total_drain_timeout(Some(self.deadlines.header));
-        let mut header = self.deadlines.header;
-        match peeked {
-            Some(Ok(Ok(true))) => {}
-            // Peeking unsupported (TLS): idle and header share one deadline.
-            Some(Ok(Ok(false))) if !first => header += self.deadlines.idle,
-            Some(Ok(Ok(false))) => {}
-            _ => return (Next::Close, session),
-        }
+        let (Some(prefix), ServerSession::H1(h1)) = (prefix, &mut session) else {
+            // Closed, idle too long, shed or shutting down.
+            return (Next::Close, session);
+        };
+        // Requests a client pipelines are answered in order, not dropped
+        // with the connection.
+        h1.set_pipelining_enabled(true);
+        h1.set_pipelined_prefix(prefix);
+        let header = self.deadlines.header;
         let read = tokio::select! {
             biased;
             r = fast_timeout(header, session.read_request()) => r,

@@ -10,6 +10,7 @@ mod front;
 mod head;
 mod range;
 mod raw;
+mod rehome;
 mod respond;
 mod sendfile;
 
@@ -37,13 +38,8 @@ use front::{Deadlines, Front};
 use raw::Raw;
 use respond::{write_error, write_reply, Mode, Sent};
 
-/// Per-connection write buffer (see `build`).
+/// Per-connection write buffer of TLS connections (see `build`).
 const WRITE_BUFFER: usize = 16 * 1024;
-/// Per-connection read buffer of the plain listener: a GET is a few hundred
-/// bytes, and pingora parses headers out of its own buffer. pingora's
-/// default (64 KiB, sized for TLS records) made an idle connection cost
-/// ~98 KB of RSS.
-const PLAIN_READ_BUFFER: usize = 4 * 1024;
 /// TLS reads whole records (up to 16 KiB).
 const TLS_READ_BUFFER: usize = 16 * 1024;
 
@@ -344,13 +340,17 @@ pub fn build(
         deadlines,
     };
     let mut svc = Service::new("feedcache".to_string(), front);
-    // A write buffer that holds the header and a small body together, so a
-    // typical metadata or small-package response leaves in one send() instead
-    // of two (pingora's default buffer is one MSS).
+    // Plain connections need no buffers: they are registered again on the
+    // worker that serves them without any (`rehome.rs`), requests are read
+    // in one call (`front.rs`) and replies written with one `writev`
+    // (`raw.rs`).
     if let Some(listen) = plain {
-        let buffers = L4BufferSettings::new(PLAIN_READ_BUFFER, WRITE_BUFFER);
-        svc.add_listener(ListenerConfig::tcp(listen.to_string()).l4_buffer(buffers));
+        svc.add_listener(
+            ListenerConfig::tcp(listen.to_string()).l4_buffer(L4BufferSettings::unbuffered()),
+        );
     }
+    // On TLS a write buffer holds the header and a small body together, so
+    // a response leaves in one record and one send() instead of two.
     if let Some(t) = tls {
         let path = |p: &std::path::Path| p.to_str().map(str::to_owned).ok_or("non-UTF-8 path");
         let (cert, key) = (path(&t.cert)?, path(&t.key)?);

@@ -1,10 +1,12 @@
 //! Replies the HTTP/1 connection loop writes itself, after the pingora
 //! session has handed the stream back: the head as bytes (`head.rs`), then
 //! a body at hand or a file by `sendfile`. For a small hit that is one
-//! buffered write and one `send`, with no header map built or dropped.
+//! `writev`, with no header map built or dropped.
 
 use bytes::Bytes;
 use pingora::protocols::Stream;
+use std::io::IoSlice;
+
 use tokio::io::AsyncWriteExt;
 
 use super::sendfile::{self, FileBody};
@@ -30,17 +32,33 @@ pub enum RawBody {
 /// `sent` (also when it fails). An error means the connection must be
 /// closed.
 pub async fn write(stream: &mut Stream, raw: Raw, sent: &mut u64) -> std::io::Result<()> {
-    // The stream's write buffer holds the head and a small body together,
-    // so both leave in one `send`; larger bodies go straight to the socket.
-    stream.write_all(&raw.head).await?;
     match raw.body {
-        RawBody::None => stream.flush().await,
+        RawBody::None => write_all(stream, &raw.head, &[]).await,
         RawBody::Bytes(b) => {
-            stream.write_all(&b).await?;
-            stream.flush().await?;
+            write_all(stream, &raw.head, &b).await?;
             *sent = b.len() as u64;
             Ok(())
         }
-        RawBody::File(f) => sendfile::send(stream, &f, sent).await,
+        RawBody::File(f) => {
+            write_all(stream, &raw.head, &[]).await?;
+            sendfile::send(stream, &f, sent).await
+        }
     }
+}
+
+/// Writes `head` and `body` with as few system calls as the socket takes
+/// (one `writev` for a small reply), then flushes.
+async fn write_all(stream: &mut Stream, head: &[u8], body: &[u8]) -> std::io::Result<()> {
+    let (mut h, mut b) = (0, 0);
+    while h < head.len() || b < body.len() {
+        let bufs = [IoSlice::new(&head[h..]), IoSlice::new(&body[b..])];
+        let n = stream.write_vectored(&bufs).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        let from_head = n.min(head.len() - h);
+        h += from_head;
+        b += n - from_head;
+    }
+    stream.flush().await
 }
