@@ -301,12 +301,10 @@ fn slice_of(b: &Bytes, start: u64, n: u64) -> Bytes {
 /// The reply written by the connection loop itself, when `mode` allows and
 /// the head can be written as it is.
 fn raw_reply(head: &Head<'_>, body: RawBody, mode: Mode) -> Option<Raw> {
-    let Mode::H1 { keep, sendfile } = mode else {
+    // (A `RawBody::File` is only made where `mode` allows `sendfile`.)
+    let Mode::H1 { keep, .. } = mode else {
         return None;
     };
-    if matches!(body, RawBody::File(_)) && !sendfile {
-        return None;
-    }
     let date = pingora::protocols::http::date::get_cached_date();
     let head = head.to_h1(date.as_bytes(), keep)?;
     Some(Raw { head, body, keep })
