@@ -41,7 +41,8 @@ def parse_args():
     ap.add_argument("--herd", type=int, default=200, help="concurrent clients on one cold 50 MB key")
     ap.add_argument("--only", default="", help="scenarios, comma-separated: " + ",".join(SCENARIOS)
                     + "; a size (index,10k,1m,50m) means both c64 and c1; 'hits' means all hits")
-    ap.add_argument("--targets", default=",".join(TARGETS))
+    # feedcache-before runs only with --baseline-bin, never by default.
+    ap.add_argument("--targets", default=",".join(t for t in TARGETS if t != "feedcache-before"))
     ap.add_argument("--feedcache-bin", default=os.path.join(ROOT, "target", "release", "feedcache"))
     ap.add_argument("--baseline-bin", metavar="PATH",
                     help="also run this feedcache build as 'feedcache-before' (before/after in one run)")
@@ -52,7 +53,7 @@ def parse_args():
     toks = [t for t in a.only.split(",") if t]
     a.scenarios = [s for s in SCENARIOS if not toks or any(
         t == s or s.startswith(t + "-") or (t == "hits" and s in HITS) for t in toks)]
-    a.targets = [t for t in TARGETS if t in a.targets.split(",")
+    a.targets = [t for t in TARGETS if (t in a.targets.split(",") and t != "feedcache-before")
                  or (t == "feedcache-before" and a.baseline_bin)]
     bad = [t for t in toks if not any(s == t or s.startswith(t + "-") for s in SCENARIOS) and t != "hits"]
     bad += [t for t in ap.parse_args().targets.split(",") if t not in TARGETS]
