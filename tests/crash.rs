@@ -111,13 +111,14 @@ fn entry_file(cache: &std::path::Path, key: &str) -> std::path::PathBuf {
 
 /// A power cut after entries were renamed into place but before the file
 /// system wrote their data (entries are not fsynced one by one): files come
-/// back short or zero-filled. Such entries are detected by their seal when
+/// back short or zero-filled; a `kill -9` between creating a new entry's
+/// file and writing it leaves it empty. Such entries are detected by their seal when
 /// loaded, removed and fetched again; intact ones are served as they are.
 #[tokio::test]
 async fn entries_torn_by_a_power_cut_are_refetched_not_served() {
     let up = FakeUpstream::start().await;
     up.serve_nuget_index();
-    let names = ["short", "zeroed", "intact", "bigzero"];
+    let names = ["short", "zeroed", "intact", "bigzero", "empty"];
     let mut bodies = Vec::new();
     for (i, n) in names.iter().enumerate() {
         // 20 KB bodies take the in-memory fill, 1 MB the streaming one.
@@ -138,7 +139,7 @@ async fn entries_torn_by_a_power_cut_are_refetched_not_served() {
     }
     let key = |n: &str| format!("nuget/flat/{n}/1.0.0/{n}.1.0.0.nupkg");
     // A streaming fill publishes its entry just after the last byte reached
-    // the client: wait for all four files before the cut.
+    // the client: wait for all files before the cut.
     eventually(async || {
         names
             .iter()
@@ -147,16 +148,18 @@ async fn entries_torn_by_a_power_cut_are_refetched_not_served() {
     .await;
     proxy.kill();
 
-    // The cut: nothing was known to be durable, and three files are torn.
+    // The cut: nothing was known to be durable, and four files are torn.
     let _ = std::fs::remove_file(dir.path().join("durable"));
-    let short = entry_file(dir.path(), &key("short"));
-    let len = std::fs::metadata(&short).unwrap().len();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&short)
-        .unwrap()
-        .set_len(len - 5_000)
-        .unwrap();
+    for (n, cut) in [("short", 5_000), ("empty", u64::MAX)] {
+        let f = entry_file(dir.path(), &key(n));
+        let len = std::fs::metadata(&f).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_len(len.saturating_sub(cut))
+            .unwrap();
+    }
     for n in ["zeroed", "bigzero"] {
         let f = entry_file(dir.path(), &key(n));
         let mut bytes = std::fs::read(&f).unwrap();

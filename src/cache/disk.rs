@@ -1,11 +1,12 @@
 //! The disk tier: one file per entry under `data/ab/`, written under a
 //! temp name in that same directory and published by rename, so a reader
-//! never sees a partial entry. Entries are
-//! not fsynced one by one; `durable.rs` says what guarantees them instead.
+//! never sees a partial entry; a small new entry is written under its own
+//! name and published by booking it in the index (`create_new`). Entries
+//! are not fsynced one by one; `durable.rs` says what guarantees them instead.
 
 use std::fs::{self, File};
 use std::io::Write;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -246,10 +247,15 @@ impl DiskTier {
             // Header and body in one write: a copy of a few KiB is cheaper
             // than a second system call.
             file.extend_from_slice(&body);
-            let mut temp = self.temp_file(&name)?;
-            temp.write_all(&file)
-                .map_err(|e| io_err(temp.path(), e))
-                .and_then(|_| persist(temp, &target))
+            match self.create_new(&name, &target, &file) {
+                Some(done) => done,
+                None => {
+                    let mut temp = self.temp_file(&name)?;
+                    temp.write_all(&file)
+                        .map_err(|e| io_err(temp.path(), e))
+                        .and_then(|_| persist(temp, &target))
+                }
+            }
         } else {
             let temp = self.temp_file(&name)?;
             blocking(move || {
@@ -262,6 +268,42 @@ impl DiskTier {
             .await
         };
         self.published(key, &name, size, written)
+    }
+
+    /// Writes a new entry straight under its own name, without a temp name
+    /// and rename (the directory work of both was a sixth of a cold miss).
+    /// Only for a name the complete index does not have: no reader opens a
+    /// file the index does not know, so none sees it before it is whole,
+    /// and `published` books it only then. A file cut short by a crash is
+    /// shorter than its seal says, which every load checks (`load.rs`); one
+    /// torn by a power cut was modified after the last sync, so its CRC is
+    /// checked (`durable.rs`). `None`: the name exists or the index is not
+    /// complete yet; the caller writes by temp name and rename instead.
+    fn create_new(
+        &self,
+        name: &str,
+        target: &Path,
+        bytes: &[u8],
+    ) -> Option<Result<(), CacheError>> {
+        if !self.index.ready() || self.index.contains(name) {
+            return None;
+        }
+        // Owner-only, like the temp files entries are otherwise renamed from.
+        let mut f = match fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(target)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return None,
+            Err(e) => return Some(Err(io_err(target, e))),
+        };
+        Some(f.write_all(bytes).map_err(|e| {
+            // Never leave a short file under the entry's name.
+            let _ = fs::remove_file(target);
+            io_err(target, e)
+        }))
     }
 
     /// Publishes a temp file that holds a whole sealed entry already (one
@@ -409,6 +451,42 @@ mod tests {
         let tier = DiskTier::open(dir.path()).unwrap();
         assert!(tier.get(&key).await.unwrap().is_none());
         assert!(!tier.path_for(&key).exists(), "corrupt entry removed");
+    }
+
+    #[tokio::test]
+    async fn new_entries_go_under_their_name_and_replacements_by_rename() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let tier = DiskTier::open(dir.path()).unwrap();
+        let key = CacheKey::from("nuget/flat/a/1.0.0/a.1.0.0.nupkg".to_string());
+        let (name, path) = (name_for(&key), tier.path_for(&key));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !tier.index.ready() {
+            assert!(std::time::Instant::now() < deadline, "index never ready");
+            std::thread::yield_now();
+        }
+        let fan = path.parent().unwrap().to_path_buf();
+        let mut inodes = Vec::new();
+        for body in [&b"first"[..], b"second, longer"] {
+            tier.put(&key, &meta(), Bytes::from_static(body))
+                .await
+                .unwrap();
+            let e = tier.get(&key).await.unwrap().unwrap();
+            assert_eq!(e.map.as_deref().unwrap(), body);
+            // Only the entry itself: no temp file left beside it.
+            assert_eq!(std::fs::read_dir(&fan).unwrap().count(), 1);
+            let m = std::fs::metadata(&path).unwrap();
+            assert_eq!(m.permissions().mode() & 0o777, 0o600);
+            inodes.push(m.ino());
+        }
+        // A known name is replaced by rename (a new file), never rewritten
+        // in place under readers' mappings.
+        assert_ne!(inodes[0], inodes[1]);
+        assert!(tier.create_new(&name, &path, b"x").is_none());
+        // A name on disk but not (yet) in the index is not overwritten.
+        tier.index.remove(&name);
+        assert!(tier.create_new(&name, &path, b"x").is_none());
+        assert_eq!(std::fs::metadata(&path).unwrap().ino(), inodes[1]);
     }
 
     #[tokio::test]

@@ -35,7 +35,9 @@ pub(crate) fn map_file(file: &File, size: u64) -> Option<Bytes> {
     let len = usize::try_from(size).ok()?;
     // SAFETY: cache files are only ever appended to under a temp name (by the
     // one fill that owns them, within the size they were given), then
-    // renamed into place; they are never truncated or rewritten afterwards
+    // renamed into place, or written whole under their own name before the
+    // index books them (`DiskTier::create_new`: no reader opens them
+    // before); they are never truncated or rewritten afterwards
     // (replacement is by rename, removal by unlink, both of which keep this
     // inode and its pages intact for existing mappings).
     let map = unsafe { memmap2::MmapOptions::new().len(len).map(file) }.ok()?;
