@@ -1,7 +1,8 @@
 //! Durability of the disk tier without an fsync per entry.
 //!
-//! Entries are published by rename without `fdatasync` (it was the largest
-//! single cost of a cold miss). Instead, a background thread calls
+//! Entries are published (by rename, or a small new one written under its
+//! own name, `disk.rs`) without `fdatasync` (it was the largest single cost
+//! of a cold miss). Instead, a background thread calls
 //! `syncfs` on the cache's file system every `SYNC_EVERY` while entries are
 //! being written, and then records in `durable` the time at which that sync
 //! started: every entry file last written before it is on stable storage.
