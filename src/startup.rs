@@ -40,26 +40,28 @@ fn spawn_evictor(cache: Arc<Cache>) -> Result<(), StartError> {
 
 /// Builds everything and serves until a signal stops the process.
 pub fn run(config: Config) -> Result<std::convert::Infallible, StartError> {
-    let resolve = |s: &str| -> Result<Reserved, StartError> {
+    // Reservations held until the process ends (`run_forever` does not
+    // return), so no other socket takes a port before pingora has bound it.
+    let mut held: Vec<Reserved> = Vec::new();
+    let mut resolve = |s: &str| -> Result<std::net::SocketAddr, StartError> {
         let a = parse_listen(s).map_err(StartError::Listen)?;
-        reserve(a).map_err(|e| StartError::Listen(e.to_string()))
+        let r = reserve(a).map_err(|e| StartError::Listen(e.to_string()))?;
+        let addr = r.addr;
+        held.push(r);
+        Ok(addr)
     };
-    // Held until the process ends (`run_forever` does not return), so no
-    // other socket takes a port before pingora has bound it.
-    let plain_held = match config.listen.as_str() {
+    let plain = match config.listen.as_str() {
         "" => None,
         s => Some(resolve(s)?),
     };
-    let tls_held = match (&config.tls.listen, &config.tls.cert, &config.tls.key) {
-        (Some(l), Some(cert), Some(key)) => Some((resolve(l)?, cert.clone(), key.clone())),
+    let tls = match (&config.tls.listen, &config.tls.cert, &config.tls.key) {
+        (Some(l), Some(cert), Some(key)) => Some(crate::server::TlsListener {
+            addr: resolve(l)?,
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
         _ => None,
     };
-    let plain = plain_held.as_ref().map(|r| r.addr);
-    let tls = (tls_held.as_ref()).map(|(r, cert, key)| crate::server::TlsListener {
-        addr: r.addr,
-        cert: cert.clone(),
-        key: key.clone(),
-    });
     let disk = DiskTier::open_capped(&config.cache.dir, config.cache.disk_size.as_u64())?;
     let memory = MemoryTier::new(
         config.cache.memory_size.as_u64(),
