@@ -11,11 +11,17 @@ use tokio::net::TcpStream;
 
 /// feedcache with short deadlines and a small connection cap.
 async fn setup(max: usize) -> (FakeUpstream, Proxy, tempfile::TempDir) {
+    setup_with(max, "").await
+}
+
+/// `setup` with `top` (top-level settings) ahead of the connection limits.
+async fn setup_with(max: usize, top: &str) -> (FakeUpstream, Proxy, tempfile::TempDir) {
     let up = FakeUpstream::start().await;
     up.serve_nuget_index();
     let dir = tempfile::tempdir().unwrap();
-    let conf =
-        format!("[connections]\nmax = {max}\nheader_timeout = \"1s\"\nidle_timeout = \"1s\"\n");
+    let conf = format!(
+        "{top}[connections]\nmax = {max}\nheader_timeout = \"1s\"\nidle_timeout = \"1s\"\n"
+    );
     let proxy = Proxy::start_with_conf(&up.index_url(), dir.path(), "cache", &conf).await;
     (up, proxy, dir)
 }
@@ -118,10 +124,20 @@ async fn a_flood_of_idle_connections_does_not_lock_clients_out() {
 
 /// A client that hangs up mid-body is logged and counted with the status
 /// that went out and the bytes that made it, never as status 0 (#13, code
-/// health): both on pingora's write path (a fill) and on sendfile (a hit).
+/// health): both on pingora's write path (a fill) and on the connection
+/// loop's own (a disk hit written from its mapping, or by `sendfile`).
 #[tokio::test]
 async fn hang_ups_are_recorded_with_the_status_sent() {
-    let (up, proxy, _dir) = setup(100).await;
+    hang_ups_recorded("").await;
+}
+
+#[tokio::test]
+async fn hang_ups_are_recorded_with_the_status_sent_by_sendfile() {
+    hang_ups_recorded("sendfile = true\n").await;
+}
+
+async fn hang_ups_recorded(top: &str) {
+    let (up, proxy, _dir) = setup_with(100, top).await;
     let path = "/v3-flatcontainer/big/1.0.0/big.1.0.0.nupkg";
     up.set(path, Behavior::bytes(blob(16_000_000, 5)));
     let hang_up = || async {
@@ -136,7 +152,7 @@ async fn hang_ups_are_recorded_with_the_status_sent() {
     hang_up().await; // the fill
     let (s, _, b) = get(&proxy.url("/v3/flatcontainer/big/1.0.0/big.1.0.0.nupkg")).await;
     assert_eq!((s, b.len()), (200, 16_000_000));
-    hang_up().await; // a disk hit, sent with sendfile
+    hang_up().await; // a disk hit
                      // All three downloads recorded, and every request recorded is a 200.
     let total = |m: &str, prefix: &str| -> u64 {
         let (name, label) = prefix.split_once('{').unwrap_or((prefix, ""));

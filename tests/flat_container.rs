@@ -280,11 +280,21 @@ async fn metrics_count_hits_misses_and_upstream_requests() {
     assert!(served >= 600_000, "{served}");
 }
 
-/// Entries too large for the memory tier are sent from the disk tier with
-/// sendfile: whole, as ranges, and with the connection kept alive for the
-/// next request (raw HTTP/1.1 so the reuse is certain).
+/// Entries too large for the memory tier are sent from the disk tier, by
+/// default from their mapping: whole, as ranges, and with the connection
+/// kept alive for the next request (raw HTTP/1.1 so the reuse is certain).
 #[tokio::test]
 async fn large_disk_entries_are_sent_whole_ranged_and_keep_alive() {
+    large_disk_entries_sent("").await;
+}
+
+/// The same with `sendfile = true`, where they leave by `sendfile(2)`.
+#[tokio::test]
+async fn large_disk_entries_are_sent_whole_ranged_and_keep_alive_by_sendfile() {
+    large_disk_entries_sent("sendfile = true\n").await;
+}
+
+async fn large_disk_entries_sent(conf: &str) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let up = FakeUpstream::start().await;
     up.serve_nuget_index();
@@ -292,7 +302,7 @@ async fn large_disk_entries_are_sent_whole_ranged_and_keep_alive() {
     let path = "/v3-flatcontainer/huge/1.0.0/huge.1.0.0.nupkg";
     up.set(path, Behavior::bytes(body.clone()));
     let dir = tempfile::tempdir().unwrap();
-    let proxy = Proxy::start(&up.index_url(), dir.path(), &[]).await;
+    let proxy = Proxy::start_with_conf(&up.index_url(), dir.path(), "cache", conf).await;
     let url_path = "/v3/flatcontainer/huge/1.0.0/huge.1.0.0.nupkg";
     let (s, h, b) = get(&proxy.url(url_path)).await;
     assert_eq!((s, h["x-cache"].to_str().unwrap()), (200, "MISS"));
@@ -404,8 +414,8 @@ async fn pipelined_requests_are_answered_in_order() {
     );
     let big = "/v3/flatcontainer/demo.pkg/1.0.0/demo.pkg.1.0.0.nupkg";
     let little = "/v3/flatcontainer/small.pkg/1.0.0/small.pkg.1.0.0.nupkg";
-    // Cached first, so the pipelined hits leave from disk by sendfile (the
-    // 300 KB one) and from memory (the small one).
+    // Cached first, so the pipelined hits leave from disk (the 300 KB one,
+    // from its mapping) and from memory (the small one).
     for p in [big, little, little] {
         assert_eq!(get(&proxy.url(p)).await.0, 200);
     }

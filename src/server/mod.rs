@@ -36,7 +36,7 @@ use crate::routes::transparent::{is_transparent, map_path};
 pub use conns::Conns;
 use front::{Deadlines, Front};
 use raw::Raw;
-use respond::{write_error, write_reply, Mode, Sent};
+use respond::{write_error, write_reply, Mode, Sendfile, Sent};
 
 /// Per-connection write buffer of TLS connections (see `build`).
 const WRITE_BUFFER: usize = 16 * 1024;
@@ -200,7 +200,11 @@ impl Handler {
                 let mode = match h1 {
                     Some(plain) => Mode::H1 {
                         keep: session.as_http1().is_some_and(|h| h.will_keepalive()),
-                        sendfile: plain,
+                        sendfile: match (plain, self.app.config.sendfile) {
+                            (false, _) => Sendfile::Never,
+                            (true, false) => Sendfile::Unmapped,
+                            (true, true) => Sendfile::Always,
+                        },
                     },
                     None => Mode::Session,
                 };

@@ -32,13 +32,37 @@ pub enum Mode {
     Session,
     /// HTTP/1: a body at hand is handed back with its head as bytes, for the
     /// connection loop to write (`keep`: the connection stays open after
-    /// it); with `sendfile` (plain TCP) large disk bodies go by `sendfile`.
-    H1 { keep: bool, sendfile: bool },
+    /// it); `sendfile` says which large disk bodies go by `sendfile`.
+    H1 { keep: bool, sendfile: Sendfile },
+}
+
+/// Which large disk bodies an HTTP/1 connection sends with `sendfile(2)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sendfile {
+    /// None (TLS: the bytes must pass through rustls).
+    Never,
+    /// Those not held mapped (entries over `MAP_MAX`): the rest are written
+    /// from their mapping, as Varnish writes from its memory. The client
+    /// then reads pages the server's copy just brought into the shared
+    /// cache instead of cold page-cache pages, which measured faster at a
+    /// lower CPU cost per hit at one connection and faster at 64
+    /// (BENCHMARKS.md).
+    Unmapped,
+    /// Every one (`sendfile = true`): no copy in feedcache at all, about
+    /// half the CPU per large hit at high concurrency, for hosts where the
+    /// server's CPU rather than the client's is what runs out.
+    Always,
 }
 
 impl Mode {
-    fn sendfile(self) -> bool {
-        matches!(self, Mode::H1 { sendfile: true, .. })
+    /// Whether a disk body, mapped or not, leaves by `sendfile`.
+    fn sendfile(self, mapped: bool) -> bool {
+        match self {
+            Mode::H1 { sendfile, .. } => {
+                sendfile == Sendfile::Always || (sendfile == Sendfile::Unmapped && !mapped)
+            }
+            Mode::Session => false,
+        }
     }
 }
 
@@ -168,10 +192,10 @@ pub async fn write_reply(
         (Body::Bytes(b) | Body::Template { https: b, .. }, Some(n)) => {
             Some(RawBody::Bytes(slice_of(b, start, n)))
         }
-        // Large disk bodies go by `sendfile` where the connection allows,
-        // mapped or not: writing them out of the mapping copies every byte
-        // once more (measured: twice the CPU per 50 MB hit, BENCHMARKS.md).
-        (Body::Disk(d), Some(n)) if n >= SENDFILE_MIN && mode.sendfile() => {
+        // Large disk bodies go by `sendfile` where the connection and the
+        // policy allow (`Sendfile`); unmapped ones would otherwise be read
+        // through user space block by block.
+        (Body::Disk(d), Some(n)) if n >= SENDFILE_MIN && mode.sendfile(d.map.is_some()) => {
             Some(RawBody::File(FileBody {
                 file: d.file.clone(),
                 offset: d.offset + start,
@@ -334,4 +358,30 @@ pub async fn write_error(session: &mut Session, e: &AppError) -> Result<Sent> {
 /// An error that aborts a response mid-body.
 fn internal(e: &AppError) -> Box<Error> {
     Error::explain(ErrorType::InternalError, e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn which_disk_bodies_go_by_sendfile() {
+        let h1 = |sendfile| Mode::H1 {
+            keep: true,
+            sendfile,
+        };
+        let cases = [
+            (Mode::Session, false, false),
+            (Mode::Session, true, false),
+            (h1(Sendfile::Never), false, false),
+            (h1(Sendfile::Never), true, false),
+            (h1(Sendfile::Unmapped), false, true),
+            (h1(Sendfile::Unmapped), true, false),
+            (h1(Sendfile::Always), false, true),
+            (h1(Sendfile::Always), true, true),
+        ];
+        for (mode, mapped, want) in cases {
+            assert_eq!(mode.sendfile(mapped), want, "{mode:?}, mapped: {mapped}");
+        }
+    }
 }

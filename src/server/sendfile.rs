@@ -1,7 +1,9 @@
-//! Large cached bodies on plain HTTP/1.1 go from the page cache to the
-//! socket with `sendfile(2)`, like nginx's `sendfile on`: no copy through
-//! user space. Copying 50 MB bodies out of a mapping cost twice nginx's CPU
-//! per request (BENCHMARKS.md).
+//! Cached bodies too large to map (over `MAP_MAX`), or every large one with
+//! `sendfile = true`, go from the page cache to the socket with
+//! `sendfile(2)`, like nginx's `sendfile on`: no copy through user space,
+//! about half the server CPU of writing a 50 MB hit from its mapping at
+//! 64 connections; on loopback the client is slower for it, so mapped
+//! bodies are written from the mapping by default (BENCHMARKS.md).
 //!
 //! pingora writes the response header; the connection's stream is then
 //! taken out of the session (`front.rs`) and the body is sent here on the
