@@ -96,7 +96,10 @@ pub const CLUSTER_HEADER: &str = "X-Feedcache-Cluster";
 /// A shared upstream client with connection pooling.
 #[derive(Clone)]
 pub struct Upstream {
+    /// The client of threads that are not workers (and the fallback).
     client: reqwest::Client,
+    /// How to build each worker thread's own client (`client()`).
+    spec: Arc<ClientSpec>,
     /// The ProGet API key and the one origin it may be sent to.
     credential: Option<Arc<(url::Origin, http::HeaderValue)>>,
     breakers: Arc<crate::breaker::Breakers>,
@@ -127,20 +130,13 @@ impl Upstream {
         cfg: &UpstreamConfig,
         credential: Option<(&Url, &Secret)>,
     ) -> Result<Self, UpstreamError> {
-        let tls = tls_config(cfg.ca_file.as_deref())?;
-
-        let client = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .connect_timeout(cfg.connect_timeout)
-            .read_timeout(cfg.read_timeout)
-            // Redirects are followed by `get`, which decides per hop whether
-            // the API key may be sent; reqwest would forward custom headers.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("feedcache/", env!("CARGO_PKG_VERSION")))
-            .no_proxy()
-            .pool_idle_timeout(std::time::Duration::from_secs(90))
-            .build()
-            .map_err(|e| UpstreamError::Tls(e.to_string()))?;
+        let spec = Arc::new(ClientSpec {
+            id: NEXT_SPEC.fetch_add(1, Ordering::Relaxed),
+            tls: tls_config(cfg.ca_file.as_deref())?,
+            connect_timeout: cfg.connect_timeout,
+            read_timeout: cfg.read_timeout,
+        });
+        let client = spec.build()?;
         let credential = match credential {
             Some((url, key)) => {
                 let mut v = http::HeaderValue::from_str(key.expose()).map_err(|_| {
@@ -157,9 +153,32 @@ impl Upstream {
         ));
         Ok(Upstream {
             client,
+            spec,
             credential,
             breakers,
             offline: Arc::new(AtomicBool::new(cfg.offline)),
+        })
+    }
+
+    /// This thread's client. Each worker runtime keeps its own pool: hyper
+    /// runs a pooled connection as a task on the runtime that opened it, so
+    /// a shared pool made about every other fill hand its request and
+    /// response across threads (an `eventfd` write and a second wake-up
+    /// each way). Other threads share `self.client`.
+    fn client(&self) -> reqwest::Client {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return self.client.clone();
+        }
+        CLIENTS.with(|c| {
+            let mut c = c.borrow_mut();
+            if let Some((_, client)) = c.iter().find(|(id, _)| *id == self.spec.id) {
+                return client.clone();
+            }
+            // Built once per thread; the same settings built at start-up,
+            // so a failure here is not expected; the shared client serves.
+            let client = self.spec.build().unwrap_or_else(|_| self.client.clone());
+            c.push((self.spec.id, client.clone()));
+            client
         })
     }
 
@@ -183,7 +202,7 @@ impl Upstream {
         }
         let mut url = url.clone();
         for _ in 0..=MAX_REDIRECTS {
-            let mut b = self.client.get(url.clone());
+            let mut b = self.client().get(url.clone());
             if let Some(tag) = req.if_none_match {
                 b = b.header(http::header::IF_NONE_MATCH, tag);
             }
@@ -234,6 +253,41 @@ impl Upstream {
             url = next.ok_or_else(|| UpstreamError::Redirect(host_of(&url)))?;
         }
         Err(UpstreamError::Redirect(host_of(&url)))
+    }
+}
+
+/// Tells the clients of different `Upstream`s apart in `CLIENTS`.
+static NEXT_SPEC: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+thread_local! {
+    /// Each thread's clients, by `ClientSpec::id` (one per `Upstream`, so
+    /// a handful at most).
+    static CLIENTS: std::cell::RefCell<Vec<(usize, reqwest::Client)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// What a client is built from, kept so each worker thread builds its own.
+struct ClientSpec {
+    id: usize,
+    tls: rustls::ClientConfig,
+    connect_timeout: std::time::Duration,
+    read_timeout: std::time::Duration,
+}
+
+impl ClientSpec {
+    fn build(&self) -> Result<reqwest::Client, UpstreamError> {
+        reqwest::Client::builder()
+            .tls_backend_preconfigured(self.tls.clone())
+            .connect_timeout(self.connect_timeout)
+            .read_timeout(self.read_timeout)
+            // Redirects are followed by `get`, which decides per hop whether
+            // the API key may be sent; reqwest would forward custom headers.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("feedcache/", env!("CARGO_PKG_VERSION")))
+            .no_proxy()
+            .pool_idle_timeout(std::time::Duration::from_secs(90))
+            .build()
+            .map_err(|e| UpstreamError::Tls(e.to_string()))
     }
 }
 
