@@ -11,17 +11,11 @@ use tokio::net::TcpStream;
 
 /// feedcache with short deadlines and a small connection cap.
 async fn setup(max: usize) -> (FakeUpstream, Proxy, tempfile::TempDir) {
-    setup_with(max, "").await
-}
-
-/// `setup` with `top` (top-level settings) ahead of the connection limits.
-async fn setup_with(max: usize, top: &str) -> (FakeUpstream, Proxy, tempfile::TempDir) {
     let up = FakeUpstream::start().await;
     up.serve_nuget_index();
     let dir = tempfile::tempdir().unwrap();
-    let conf = format!(
-        "{top}[connections]\nmax = {max}\nheader_timeout = \"1s\"\nidle_timeout = \"1s\"\n"
-    );
+    let conf =
+        format!("[connections]\nmax = {max}\nheader_timeout = \"1s\"\nidle_timeout = \"1s\"\n");
     let proxy = Proxy::start_with_conf(&up.index_url(), dir.path(), "cache", &conf).await;
     (up, proxy, dir)
 }
@@ -137,7 +131,19 @@ async fn hang_ups_are_recorded_with_the_status_sent_by_sendfile() {
 }
 
 async fn hang_ups_recorded(top: &str) {
-    let (up, proxy, _dir) = setup_with(100, top).await;
+    let up = FakeUpstream::start().await;
+    up.serve_nuget_index();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("feedcache.toml");
+    std::fs::write(&conf, top).unwrap();
+    let log = dir.path().join("feedcache.log");
+    let proxy = Proxy::start_logging_to(
+        &up.index_url(),
+        &dir.path().join("cache"),
+        &log,
+        &["-c", conf.to_str().unwrap()],
+    )
+    .await;
     let path = "/v3-flatcontainer/big/1.0.0/big.1.0.0.nupkg";
     up.set(path, Behavior::bytes(blob(16_000_000, 5)));
     let hang_up = || async {
@@ -153,7 +159,6 @@ async fn hang_ups_recorded(top: &str) {
     let (s, _, b) = get(&proxy.url("/v3/flatcontainer/big/1.0.0/big.1.0.0.nupkg")).await;
     assert_eq!((s, b.len()), (200, 16_000_000));
     hang_up().await; // a disk hit
-                     // All three downloads recorded, and every request recorded is a 200.
     let total = |m: &str, prefix: &str| -> u64 {
         let (name, label) = prefix.split_once('{').unwrap_or((prefix, ""));
         m.lines()
@@ -161,6 +166,7 @@ async fn hang_ups_recorded(top: &str) {
             .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
             .sum()
     };
+    // All three downloads recorded, and every request recorded is a 200.
     eventually(async || {
         let (_, _, m) = get(&proxy.url("/metrics")).await;
         let m = String::from_utf8(m).unwrap();
@@ -170,4 +176,26 @@ async fn hang_ups_recorded(top: &str) {
                 == total(&m, "feedcache_responses_total{status=\"200\"}")
     })
     .await;
+    // The access log gives each its bytes: the hung-up hit what went out
+    // before the hang-up (some, not all), the whole download all of it.
+    let mut bytes = Vec::new();
+    eventually(async || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        bytes = text
+            .lines()
+            .filter(|l| l.contains("access:") && l.contains("big.1.0.0.nupkg"))
+            .filter_map(|l| {
+                l.split(" bytes=")
+                    .nth(1)?
+                    .split(' ')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .collect();
+        bytes.len() == 3
+    })
+    .await;
+    assert_eq!(bytes[1], 16_000_000, "{bytes:?}");
+    assert!(bytes[2] > 0 && bytes[2] < 16_000_000, "{bytes:?}");
 }

@@ -12,7 +12,8 @@ async fn logs_are_plain_text_with_rounded_durations_when_not_a_terminal() {
     up.serve_nuget_index();
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("feedcache.log");
-    let proxy = Proxy::start_logging_to(&up.index_url(), &dir.path().join("cache"), &log).await;
+    let proxy =
+        Proxy::start_logging_to(&up.index_url(), &dir.path().join("cache"), &log, &[]).await;
     assert_eq!(get(&proxy.url("/v3/index.json")).await.0, 200);
     assert_eq!(get(&proxy.url("/nope")).await.0, 404);
     // SIGTERM: the buffered log is written out before the process ends.

@@ -33,22 +33,25 @@ pub enum RawBody {
 /// closed.
 pub async fn write(stream: &mut Stream, raw: Raw, sent: &mut u64) -> std::io::Result<()> {
     match raw.body {
-        RawBody::None => write_all(stream, &raw.head, &[]).await,
-        RawBody::Bytes(b) => {
-            write_all(stream, &raw.head, &b).await?;
-            *sent = b.len() as u64;
-            Ok(())
-        }
+        RawBody::None => write_all(stream, &raw.head, &[], sent).await,
+        RawBody::Bytes(b) => write_all(stream, &raw.head, &b, sent).await,
         RawBody::File(f) => {
-            write_all(stream, &raw.head, &[]).await?;
+            write_all(stream, &raw.head, &[], sent).await?;
             sendfile::send(stream, &f, sent).await
         }
     }
 }
 
 /// Writes `head` and `body` with as few system calls as the socket takes
-/// (one `writev` for a small reply), then flushes.
-async fn write_all(stream: &mut Stream, head: &[u8], body: &[u8]) -> std::io::Result<()> {
+/// (one `writev` for a small reply), then flushes. `sent` counts the body
+/// bytes as they go, so a client that hangs up mid-body is logged with
+/// what it got.
+async fn write_all(
+    stream: &mut Stream,
+    head: &[u8],
+    body: &[u8],
+    sent: &mut u64,
+) -> std::io::Result<()> {
     let (mut h, mut b) = (0, 0);
     while h < head.len() || b < body.len() {
         let bufs = [IoSlice::new(&head[h..]), IoSlice::new(&body[b..])];
@@ -59,6 +62,7 @@ async fn write_all(stream: &mut Stream, head: &[u8], body: &[u8]) -> std::io::Re
         let from_head = n.min(head.len() - h);
         h += from_head;
         b += n - from_head;
+        *sent = b as u64;
     }
     stream.flush().await
 }

@@ -129,14 +129,19 @@ impl Proxy {
 
     /// Like `start`, with the default log level (access log on) and the
     /// log written to `log_file`, as under a service manager.
-    pub async fn start_logging_to(index_url: &str, cache_dir: &Path, log_file: &Path) -> Proxy {
+    pub async fn start_logging_to(
+        index_url: &str,
+        cache_dir: &Path,
+        log_file: &Path,
+        extra: &[&str],
+    ) -> Proxy {
         let file = std::fs::File::create(log_file).expect("create log file");
         let listen = "127.0.0.1:0";
         Self::launch(
             listen,
             index_url,
             cache_dir,
-            &[],
+            extra,
             &[],
             "info",
             Stdio::from(file),
