@@ -199,3 +199,60 @@ async fn hang_ups_recorded(top: &str) {
     assert_eq!(bytes[1], 16_000_000, "{bytes:?}");
     assert!(bytes[2] > 0 && bytes[2] < 16_000_000, "{bytes:?}");
 }
+
+/// A client that stops reading a response is cut off after
+/// `connections.send_timeout`, freeing its slot: with a cap of one
+/// connection, the next client gets in. A disk hit written from its
+/// mapping, the same by `sendfile`, and a fill streamed through pingora.
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_off() {
+    stalled_reader("", true).await;
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_off_by_sendfile() {
+    stalled_reader("sendfile = true\n", true).await;
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_a_fill_is_cut_off() {
+    stalled_reader("", false).await;
+}
+
+async fn stalled_reader(top: &str, cached: bool) {
+    let up = FakeUpstream::start().await;
+    up.serve_nuget_index();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = format!("{top}[connections]\nmax = 1\nsend_timeout = \"1s\"\n");
+    let proxy = Proxy::start_with_conf(&up.index_url(), dir.path(), "cache", &conf).await;
+    up.set(
+        "/v3-flatcontainer/big/1.0.0/big.1.0.0.nupkg",
+        Behavior::bytes(blob(16_000_000, 9)),
+    );
+    let path = "/v3/flatcontainer/big/1.0.0/big.1.0.0.nupkg";
+    if cached {
+        assert_eq!(get(&proxy.url(path)).await.0, 200);
+    }
+    // Asks for 16 MB, reads the head, then nothing: the server's writes
+    // stop once the socket buffers are full.
+    let mut stalled = within(TcpStream::connect(addr(&proxy))).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+    within(stalled.write_all(req.as_bytes())).await.unwrap();
+    let mut head = [0u8; 64];
+    let n = within(stalled.read(&mut head)).await.unwrap();
+    assert!(head[..n].starts_with(b"HTTP/1.1 200"));
+    // Refused while the stalled download holds the one slot; let in once
+    // the send deadline has cut it off.
+    eventually(async || {
+        let Ok(mut s) = TcpStream::connect(addr(&proxy)).await else {
+            return false;
+        };
+        let ask = b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        if s.write_all(ask).await.is_err() {
+            return false;
+        }
+        read_to_close(&mut s).await.starts_with(b"HTTP/1.1 200")
+    })
+    .await;
+    drop(stalled);
+}

@@ -22,6 +22,11 @@ pub struct ConnectionsConfig {
     /// How long a keep-alive connection may wait for its next request.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// How long a response may wait for the client to take more of it
+    /// (between two writes, like nginx's `send_timeout`): a client that
+    /// stops reading is cut off, and its slot freed, after this.
+    #[serde(with = "humantime_serde")]
+    pub send_timeout: Duration,
 }
 
 impl Default for ConnectionsConfig {
@@ -30,6 +35,7 @@ impl Default for ConnectionsConfig {
             max: 0,
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -52,6 +58,12 @@ impl ConnectionsConfig {
         if self.idle_timeout.is_zero() {
             return Err(invalid(
                 "connections.idle_timeout",
+                "must be greater than zero",
+            ));
+        }
+        if self.send_timeout.is_zero() {
+            return Err(invalid(
+                "connections.send_timeout",
                 "must be greater than zero",
             ));
         }

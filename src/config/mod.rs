@@ -420,6 +420,7 @@ mod tests {
             ("[auth]\napi_keys_file = \"/nonexistent\"", "api_keys_file"),
             ("[extract]\nmax_ratio = 0", "max_ratio"),
             ("[connections]\nheader_timeout = \"0s\"", "header_timeout"),
+            ("[connections]\nsend_timeout = \"0s\"", "send_timeout"),
         ];
         for (text, want) in cases {
             let err = match Config::parse(text) {

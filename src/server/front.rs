@@ -33,6 +33,8 @@ pub struct Deadlines {
     pub header: Duration,
     /// For the next request on a keep-alive connection.
     pub idle: Duration,
+    /// For the client to take more of a response.
+    pub send: Duration,
 }
 
 /// The `ServerApp` behind every listener.
@@ -133,7 +135,9 @@ impl Front {
                 stream = h1.into_inner();
             }
             let mut sent = 0;
-            if let Err(e) = super::raw::write(&mut stream, raw, &mut sent).await {
+            if let Err(e) =
+                super::raw::write(&mut stream, raw, &mut sent, self.deadlines.send).await
+            {
                 out.failed(sent, e);
             }
             self.handler.log(&method, uri.path(), &out);

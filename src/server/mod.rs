@@ -13,6 +13,7 @@ mod raw;
 mod rehome;
 mod respond;
 mod sendfile;
+mod stall;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -123,6 +124,9 @@ impl Handler {
     /// is left in `Outcome::raw` for the caller to write; `log` records the
     /// request once it is done.
     pub async fn serve(&self, session: &mut ServerSession, h1: Option<bool>) -> Outcome {
+        // Each body write pingora makes (HTTP/2, TLS, streamed fills) waits
+        // for the client at most this long.
+        session.set_write_timeout(Some(self.app.config.connections.send_timeout));
         let mut out = Outcome {
             route: "-",
             cache: "-",
@@ -330,6 +334,7 @@ pub fn build(
     let deadlines = Deadlines {
         header: app.config.connections.header_timeout,
         idle: app.config.connections.idle_timeout,
+        send: app.config.connections.send_timeout,
     };
     let mut options = HttpServerOptions::default();
     options.h2_idle_timeout = Some(deadlines.idle);

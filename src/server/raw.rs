@@ -6,10 +6,12 @@
 use bytes::Bytes;
 use pingora::protocols::Stream;
 use std::io::IoSlice;
+use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 
 use super::sendfile::{self, FileBody};
+use super::stall::stalled;
 
 /// A reply for the connection loop to write: head, then body.
 pub struct Raw {
@@ -29,15 +31,20 @@ pub enum RawBody {
 }
 
 /// Writes `raw` to `stream`, counting the body bytes that went out in
-/// `sent` (also when it fails). An error means the connection must be
-/// closed.
-pub async fn write(stream: &mut Stream, raw: Raw, sent: &mut u64) -> std::io::Result<()> {
+/// `sent` (also when it fails). A client that takes nothing for `stall`
+/// fails the write. An error means the connection must be closed.
+pub async fn write(
+    stream: &mut Stream,
+    raw: Raw,
+    sent: &mut u64,
+    stall: Duration,
+) -> std::io::Result<()> {
     match raw.body {
-        RawBody::None => write_all(stream, &raw.head, &[], sent).await,
-        RawBody::Bytes(b) => write_all(stream, &raw.head, &b, sent).await,
+        RawBody::None => write_all(stream, &raw.head, &[], sent, stall).await,
+        RawBody::Bytes(b) => write_all(stream, &raw.head, &b, sent, stall).await,
         RawBody::File(f) => {
-            write_all(stream, &raw.head, &[], sent).await?;
-            sendfile::send(stream, &f, sent).await
+            write_all(stream, &raw.head, &[], sent, stall).await?;
+            sendfile::send(stream, &f, sent, stall).await
         }
     }
 }
@@ -51,11 +58,12 @@ async fn write_all(
     head: &[u8],
     body: &[u8],
     sent: &mut u64,
+    stall: Duration,
 ) -> std::io::Result<()> {
     let (mut h, mut b) = (0, 0);
     while h < head.len() || b < body.len() {
         let bufs = [IoSlice::new(&head[h..]), IoSlice::new(&body[b..])];
-        let n = stream.write_vectored(&bufs).await?;
+        let n = stalled(stall, stream.write_vectored(&bufs)).await?;
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
@@ -64,5 +72,5 @@ async fn write_all(
         b += n - from_head;
         *sent = b as u64;
     }
-    stream.flush().await
+    stalled(stall, stream.flush()).await
 }

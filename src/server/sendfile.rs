@@ -15,10 +15,13 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
+use std::time::Duration;
 
 use pingora::protocols::Stream;
 use tokio::io::unix::AsyncFd;
 use tokio::io::AsyncWriteExt;
+
+use super::stall::stalled;
 
 /// Bodies at least this large are sent with `sendfile`; smaller ones leave
 /// with the header in one write, which is cheaper.
@@ -37,10 +40,16 @@ pub struct FileBody {
 
 /// Flushes what pingora buffered (the header), then sends `body` on the
 /// stream's socket, counting the body bytes sent in `sent` (also when it
-/// fails: the access log records what made it). An error means the
+/// fails: the access log records what made it). A client that takes
+/// nothing for `stall` fails the send. An error means the
 /// connection must be closed.
-pub async fn send(stream: &mut Stream, body: &FileBody, sent: &mut u64) -> io::Result<()> {
-    stream.flush().await?;
+pub async fn send(
+    stream: &mut Stream,
+    body: &FileBody,
+    sent: &mut u64,
+    stall: Duration,
+) -> io::Result<()> {
+    stalled(stall, stream.flush()).await?;
     let raw = stream.id();
     // SAFETY: `raw` is the descriptor of the TCP socket that `stream` owns
     // (pingora's id of a plain TCP stream is its descriptor; `front.rs`
@@ -74,7 +83,7 @@ pub async fn send(stream: &mut Stream, body: &FileBody, sent: &mut u64) -> io::R
                     waiter = Some(w);
                 }
                 if let Some(w) = &waiter {
-                    w.writable().await?.clear_ready();
+                    stalled(stall, w.writable()).await?.clear_ready();
                 }
             }
             Err(e) if e == rustix::io::Errno::INTR => {}
