@@ -176,7 +176,10 @@ impl Upstream {
             }
             // Built once per thread; the same settings built at start-up,
             // so a failure here is not expected; the shared client serves.
-            let client = self.spec.build().unwrap_or_else(|_| self.client.clone());
+            let client = self.spec.build().unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "no upstream client of this thread's own; sharing one");
+                self.client.clone()
+            });
             c.push((self.spec.id, client.clone()));
             client
         })
