@@ -122,12 +122,9 @@ async fn a_flood_of_idle_connections_does_not_lock_clients_out() {
 /// loop's own (a disk hit written from its mapping, or by `sendfile`).
 #[tokio::test]
 async fn hang_ups_are_recorded_with_the_status_sent() {
-    hang_ups_recorded("").await;
-}
-
-#[tokio::test]
-async fn hang_ups_are_recorded_with_the_status_sent_by_sendfile() {
-    hang_ups_recorded("sendfile = true\n").await;
+    for top in ["", "sendfile = true\n"] {
+        hang_ups_recorded(top).await;
+    }
 }
 
 async fn hang_ups_recorded(top: &str) {

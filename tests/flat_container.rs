@@ -281,17 +281,14 @@ async fn metrics_count_hits_misses_and_upstream_requests() {
 }
 
 /// Entries too large for the memory tier are sent from the disk tier, by
-/// default from their mapping: whole, as ranges, and with the connection
-/// kept alive for the next request (raw HTTP/1.1 so the reuse is certain).
+/// default from their mapping, with `sendfile = true` by `sendfile(2)`:
+/// whole, as ranges, and with the connection kept alive for the next
+/// request (raw HTTP/1.1 so the reuse is certain).
 #[tokio::test]
 async fn large_disk_entries_are_sent_whole_ranged_and_keep_alive() {
-    large_disk_entries_sent("").await;
-}
-
-/// The same with `sendfile = true`, where they leave by `sendfile(2)`.
-#[tokio::test]
-async fn large_disk_entries_are_sent_whole_ranged_and_keep_alive_by_sendfile() {
-    large_disk_entries_sent("sendfile = true\n").await;
+    for conf in ["", "sendfile = true\n"] {
+        large_disk_entries_sent(conf).await;
+    }
 }
 
 async fn large_disk_entries_sent(conf: &str) {
