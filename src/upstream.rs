@@ -96,7 +96,8 @@ pub const CLUSTER_HEADER: &str = "X-Feedcache-Cluster";
 /// A shared upstream client with connection pooling.
 #[derive(Clone)]
 pub struct Upstream {
-    /// The client of threads that are not workers (and the fallback).
+    /// The client built at start-up (which checks the settings), shared by
+    /// a thread that cannot build its own.
     client: reqwest::Client,
     /// How to build each worker thread's own client (`client()`).
     spec: Arc<ClientSpec>,
@@ -164,11 +165,9 @@ impl Upstream {
     /// runs a pooled connection as a task on the runtime that opened it, so
     /// a shared pool made about every other fill hand its request and
     /// response across threads (an `eventfd` write and a second wake-up
-    /// each way). Other threads share `self.client`.
+    /// each way). Every caller is a task on some runtime's thread, so
+    /// there is one client per such thread.
     fn client(&self) -> reqwest::Client {
-        if tokio::runtime::Handle::try_current().is_err() {
-            return self.client.clone();
-        }
         CLIENTS.with(|c| {
             let mut c = c.borrow_mut();
             if let Some((_, client)) = c.iter().find(|(id, _)| *id == self.spec.id) {
