@@ -60,6 +60,7 @@ impl ServerApp for Front {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        self.conns.watch_shutdown(shutdown);
         let Some(slot) = self.conns.admit() else {
             crate::metrics::get().connection_refused();
             return None;
@@ -157,8 +158,6 @@ impl Front {
         first: bool,
         shutdown: &ShutdownWatch,
     ) -> (Next, ServerSession) {
-        let waiting = slot.waiting();
-        let mut shutdown = shutdown.clone();
         // Idle: wait for the first byte (a fresh connection gets the header
         // deadline for it, a kept-alive one the idle deadline).
         let idle = if first {
@@ -166,24 +165,25 @@ impl Front {
         } else {
             self.deadlines.idle
         };
-        // The first bytes of the request are read here, under the idle
-        // deadline, and handed to the session as the start of its header:
-        // one read per request, also on streams without a read buffer
-        // (`rehome.rs`) and on TLS. pingora's coarse shared timer: a tokio
-        // timer here armed a kernel hrtimer on every idle wait (measured at
-        // c1: ~15% of the CPU).
+        // The first bytes of the request are read here and handed to the
+        // session as the start of its header: one read per request, also on
+        // streams without a read buffer (`rehome.rs`) and on TLS. The idle
+        // deadline, a newcomer over the cap and the shutdown all end the
+        // wait through the slot (`conns.rs`): no timer per wait (a tokio
+        // timer here armed a kernel hrtimer on every idle wait, measured at
+        // c1: ~15% of the CPU; pingora's coarse one still cost ~3%).
         let prefix = match prefix.filter(|p| !p.is_empty()) {
             // The next request has begun already.
             Some(p) => Some(p),
             None => {
+                let waiting = slot.waiting(Some(idle));
                 let mut start = BytesMut::with_capacity(FIRST_READ);
                 let got = tokio::select! {
                     biased;
-                    r = fast_timeout(idle, stream.read_buf(&mut start)) => Some(r),
+                    r = stream.read_buf(&mut start) => Some(r),
                     _ = waiting.shed() => None,
-                    _ = shutdown.changed() => None,
                 };
-                matches!(got, Some(Ok(Ok(n))) if n > 0).then_some(start)
+                matches!(got, Some(Ok(n)) if n > 0).then_some(start)
             }
         };
         let mut session = ServerSession::new_http1(stream);
@@ -209,6 +209,9 @@ impl Front {
             // CPU went to the two deadlines and the select).
             Ok(session.read_request().await)
         } else {
+            // The rest of the header: under the header deadline (from its
+            // first byte), and closable for a newcomer meanwhile.
+            let waiting = slot.waiting(None);
             tokio::select! {
                 biased;
                 r = fast_timeout(header, session.read_request()) => r,

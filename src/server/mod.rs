@@ -345,7 +345,8 @@ pub fn build(
     });
     let front = Front {
         handler,
-        conns: Conns::new(max_connections),
+        conns: Conns::new(max_connections)
+            .map_err(|e| format!("starting the connection sweeper: {e}"))?,
         deadlines,
     };
     let mut svc = Service::new("feedcache".to_string(), front);
