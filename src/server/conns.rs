@@ -271,12 +271,14 @@ mod tests {
         let wa = a.waiting(Some(Duration::from_secs(1000)));
         let wb = b.waiting(Some(Duration::from_secs(2000)));
         let wc = c.waiting(None);
-        // (sweep time in s after `now`, whether a, b and c are shed by then)
+        // (sweep time in s after `now`, whether a, b and c are shed by
+        // then); a second either side of each deadline, as `waiting` read
+        // the clock a little after `now`.
         let steps = [
             (999, [false, false, false]),
-            (1000, [true, false, false]),
+            (1001, [true, false, false]),
             (1999, [true, false, false]),
-            (2000, [true, true, false]),
+            (2001, [true, true, false]),
             (1_000_000, [true, true, false]),
         ];
         let mut seen = [false; 3];
