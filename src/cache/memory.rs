@@ -5,6 +5,7 @@ use std::sync::Arc;
 use moka::future::Cache;
 
 use super::entry::MemEntry;
+use super::hot::Hot;
 use crate::keys::CacheKey;
 
 /// Per-entry bookkeeping counted on top of the body, so that many tiny
@@ -15,18 +16,30 @@ const OVERHEAD: usize = 256;
 pub struct MemoryTier {
     cache: Cache<CacheKey, Arc<MemEntry>>,
     max_entry: u64,
+    /// Each worker's copy of the hottest small entries (`hot.rs`).
+    hot: Hot,
 }
 
 impl MemoryTier {
     /// `capacity` and `max_entry` in bytes.
     pub fn new(capacity: u64, max_entry: u64) -> Self {
+        let hot = Hot::new();
+        let changes = hot.changes();
         let cache = Cache::builder()
             .max_capacity(capacity)
+            // Evictions by size change the tier as much as our own calls.
+            .eviction_listener(move |_k, _v, _cause| {
+                changes.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            })
             .weigher(|_k, v: &Arc<MemEntry>| {
                 u32::try_from(v.body.len() + OVERHEAD).unwrap_or(u32::MAX)
             })
             .build();
-        MemoryTier { cache, max_entry }
+        MemoryTier {
+            cache,
+            max_entry,
+            hot,
+        }
     }
 
     /// Whether a body of this size is kept in memory at all.
@@ -35,18 +48,26 @@ impl MemoryTier {
     }
 
     pub async fn get(&self, key: &CacheKey) -> Option<Arc<MemEntry>> {
-        self.cache.get(key).await
+        if let Some(e) = self.hot.get(key) {
+            return Some(e);
+        }
+        let seen = self.hot.generation();
+        let e = self.cache.get(key).await?;
+        self.hot.keep(key, &e, seen);
+        Some(e)
     }
 
     /// Inserts when the entry is small enough; larger ones stay on disk only.
     pub async fn insert(&self, key: CacheKey, entry: Arc<MemEntry>) {
         if self.admits(entry.body.len() as u64) {
             self.cache.insert(key, entry).await;
+            self.hot.changed();
         }
     }
 
     pub async fn remove(&self, key: &CacheKey) {
         self.cache.invalidate(key).await;
+        self.hot.changed();
     }
 
     /// Entries currently held (approximate; no maintenance run).

@@ -7,6 +7,7 @@ mod durable;
 mod entry;
 mod fill;
 mod follow;
+mod hot;
 mod index;
 mod inflight;
 mod load;
