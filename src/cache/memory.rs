@@ -61,6 +61,8 @@ impl MemoryTier {
     pub async fn insert(&self, key: CacheKey, entry: Arc<MemEntry>) {
         if self.admits(entry.body.len() as u64) {
             self.cache.insert(key, entry).await;
+            // Not left to the eviction listener: moka may call it later,
+            // with its housekeeping, and the change must be seen at once.
             self.hot.changed();
         }
     }
