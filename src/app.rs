@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::error::AppError;
 use crate::feeds::FeedIndex;
 use crate::keys::{CacheKey, FeedRef, FlatFile};
-use crate::metadata::{MetadataStore, Transform};
+use crate::metadata::{MetadataStore, Outcome, Transform};
 use crate::rawlink::RawSigner;
 use crate::routes::{Route, V3Route};
 use crate::upstream::Upstream;
@@ -151,6 +151,9 @@ impl App {
             }
             V3Route::FlatIndex { id } => {
                 let key = CacheKey::flat_index(feed, id);
+                if let Some(reply) = self.fresh_reply(&key).await? {
+                    return Ok(reply);
+                }
                 let (idx, _, _) = self.feed_index(feed).await?;
                 let url = join(flat_base(&idx)?, &format!("{id}/index.json"))?;
                 self.meta_reply(&key, &url, &Transform::None).await
@@ -159,10 +162,13 @@ impl App {
                 self.flat_file(feed, id, version, *file).await
             }
             V3Route::Registration { tag, id, rest } => {
+                let key = CacheKey::hashed(feed, "reg", tag, Some(id), rest);
+                if let Some(reply) = self.fresh_reply(&key).await? {
+                    return Ok(reply);
+                }
                 let (idx, _, _) = self.feed_index(feed).await?;
                 let base = idx.registration(tag).ok_or(AppError::NotFound)?;
                 let url = join(base, &format!("{id}/{rest}"))?;
-                let key = CacheKey::hashed(feed, "reg", tag, Some(id), rest);
                 self.meta_reply(&key, &url, &Transform::Rewrite(idx.rewriter.clone()))
                     .await
             }
@@ -350,6 +356,18 @@ impl App {
             cache: outcome.as_str(),
             missing: None,
         })
+    }
+
+    /// A fresh cached document answered as `meta_reply` would, without the
+    /// feed's service index or an upstream URL: like package content, a
+    /// document within its TTL needs nothing from the upstream side.
+    async fn fresh_reply(&self, key: &CacheKey) -> Result<Option<Reply>, AppError> {
+        Ok(self.metadata.fresh(key).await?.map(|entry| Reply {
+            meta: entry.meta.clone(),
+            body: Body::Bytes(entry.body.clone()),
+            cache: Outcome::Hit.as_str(),
+            missing: None,
+        }))
     }
 
     /// The feed's parsed service index (fresh per the metadata TTL).

@@ -128,20 +128,7 @@ impl MetadataStore {
     ) -> Result<(Arc<MemEntry>, Outcome), AppError> {
         // Offline, a forced revalidation is an ordinary read of the cache.
         let force = force && !self.upstream.is_offline();
-        if self.cache.negative.contains_key(key) {
-            return Err(AppError::NotFound);
-        }
-        let cached = match self.cache.get(key).await? {
-            Some(Found::Memory(m)) => Some(m),
-            Some(Found::Disk(d)) => {
-                let body = d.body().await?;
-                Some(Arc::new(MemEntry {
-                    meta: d.meta.clone(),
-                    body,
-                }))
-            }
-            None => None,
-        };
+        let cached = self.cached(key).await?;
         if let (Some(m), false) = (&cached, force) {
             let (ttl, now) = (self.ttl.as_secs(), self.clock.now_secs());
             if !m.meta.is_expired(ttl, now) {
@@ -169,6 +156,37 @@ impl MetadataStore {
             .map_err(|_| AppError::BadUpstream("metadata fetch vanished".into()))?;
         r.clone()
             .unwrap_or_else(|| Err(AppError::BadUpstream("metadata fetch vanished".into())))
+    }
+
+    /// `key`'s cached copy if it is fresh: what `get` answers as a hit,
+    /// asked before the caller builds the upstream URL (for a feed's
+    /// documents that takes its service index and a URL parse, which a hit
+    /// does not need). A remembered 404 is `NotFound`, as from `get`.
+    pub async fn fresh(&self, key: &CacheKey) -> Result<Option<Arc<MemEntry>>, AppError> {
+        let (ttl, now) = (self.ttl.as_secs(), self.clock.now_secs());
+        Ok(self
+            .cached(key)
+            .await?
+            .filter(|m| !m.meta.is_expired(ttl, now)))
+    }
+
+    /// The cached copy of `key`, fresh or not; `NotFound` while a 404 for
+    /// it is remembered.
+    async fn cached(&self, key: &CacheKey) -> Result<Option<Arc<MemEntry>>, AppError> {
+        if self.cache.negative.contains_key(key) {
+            return Err(AppError::NotFound);
+        }
+        Ok(match self.cache.get(key).await? {
+            Some(Found::Memory(m)) => Some(m),
+            Some(Found::Disk(d)) => {
+                let body = d.body().await?;
+                Some(Arc::new(MemEntry {
+                    meta: d.meta.clone(),
+                    body,
+                }))
+            }
+            None => None,
+        })
     }
 
     /// Joins the refresh of `key` in flight, or starts one in its own task.

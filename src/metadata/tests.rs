@@ -235,3 +235,27 @@ async fn offline_serves_any_cached_copy() {
     assert_eq!(forced.unwrap().1, Outcome::Stale);
     assert_eq!(t.hits(), 1);
 }
+
+/// `fresh` answers exactly what `get` would serve as a hit, and never asks
+/// the upstream: nothing before the first fetch, the copy within the TTL,
+/// nothing once it expired, `NotFound` while a 404 is remembered.
+#[tokio::test]
+async fn fresh_is_a_hit_without_the_upstream() {
+    let t = setup(V1).await;
+    let fresh = || async { within(t.store.fresh(&t.key)).await };
+    assert!(fresh().await.unwrap().is_none(), "nothing cached yet");
+    assert_eq!(t.hits(), 0);
+    t.get().await.unwrap();
+    // (advance s, cached copy answered)
+    for (advance, answered) in [(0, true), (59, true), (2, false), (1_000, false)] {
+        t.clock.advance(advance);
+        let got = fresh().await.unwrap();
+        assert_eq!(got.is_some(), answered, "after +{advance} s");
+        if let Some(entry) = got {
+            assert_eq!(&entry.body[..], V1.as_bytes());
+        }
+    }
+    assert_eq!(t.hits(), 1, "fresh asked the upstream nothing");
+    t.store.cache.negative.insert(t.key.clone(), false);
+    assert!(fresh().await.unwrap_err().is_not_found());
+}
