@@ -86,12 +86,19 @@ impl NuGetVersion {
 
     /// The normalized, lowercased form used in URLs and cache keys.
     pub fn normalized(&self) -> String {
-        use std::fmt::Write as _;
+        // Numbers by `itoa`, not `write!`: this runs for every package
+        // request's key, and the formatting machinery was most of its cost.
+        let mut num = itoa::Buffer::new();
         let [a, b, c, d] = self.parts;
         let mut out = String::with_capacity(16 + self.prerelease.as_ref().map_or(0, |p| p.len()));
-        let _ = write!(out, "{a}.{b}.{c}");
-        if d > 0 {
-            let _ = write!(out, ".{d}");
+        for (i, part) in [a, b, c, d].into_iter().enumerate() {
+            if i == 3 && part == 0 {
+                break;
+            }
+            if i > 0 {
+                out.push('.');
+            }
+            out.push_str(num.format(part));
         }
         if let Some(p) = &self.prerelease {
             out.push('-');
