@@ -137,7 +137,6 @@ pub fn access_enabled() -> bool {
 /// formatted here in one pass into a reused buffer: through the generic
 /// event formatter it cost ~6% of a cached hit's CPU (BENCHMARKS.md).
 pub fn access(a: &Access<'_>) {
-    use std::fmt::Write as _;
     let Some(sink) = SINK.get() else {
         // Logging went straight to stderr (no writer thread): use tracing.
         tracing::info!(target: "access", method = a.method, path = a.path, route = a.route,
@@ -161,14 +160,15 @@ pub fn access(a: &Access<'_>) {
         line.push_str(a.route);
         line.push_str(" cache=");
         line.push_str(a.cache);
-        let _ = writeln!(
-            line,
-            " status={} bytes={} ms={}.{:03}",
-            a.status,
-            a.bytes,
-            micros / 1000,
-            micros % 1000,
-        );
+        line.push_str(" status=");
+        push_padded(line, u64::from(a.status), 0);
+        line.push_str(" bytes=");
+        push_padded(line, a.bytes, 0);
+        line.push_str(" ms=");
+        push_padded(line, u64::try_from(micros / 1000).unwrap_or(u64::MAX), 0);
+        line.push('.');
+        push_padded(line, (micros % 1000) as u64, 3);
+        line.push('\n');
         let _ = SinkWriter(sink).write_all(line.as_bytes());
     });
 }
@@ -204,8 +204,21 @@ impl Stamp {
             self.prefix.pop(); // the `Z`, which goes after the fraction
         }
         line.push_str(&self.prefix);
-        let _ = write!(line, ".{:06}Z", since.subsec_micros());
+        line.push('.');
+        push_padded(line, u64::from(since.subsec_micros()), 6);
+        line.push('Z');
     }
+}
+
+/// `n` in decimal, zero-padded to `width` digits, by `itoa`: the
+/// formatting machinery of `write!` was a visible part of each line's cost.
+fn push_padded(line: &mut String, n: u64, width: usize) {
+    let mut buf = itoa::Buffer::new();
+    let digits = buf.format(n);
+    for _ in digits.len()..width {
+        line.push('0');
+    }
+    line.push_str(digits);
 }
 
 /// `s` in double quotes as `{:?}` writes it; a path of printable ASCII
@@ -258,6 +271,23 @@ mod tests {
             let mut line = String::new();
             push_quoted(&mut line, s);
             assert_eq!(line, format!("{s:?}"), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn padded_matches_format() {
+        for (n, width) in [
+            (0, 0),
+            (0, 3),
+            (7, 3),
+            (999, 3),
+            (1000, 3),
+            (42, 6),
+            (u64::MAX, 0),
+        ] {
+            let mut line = String::from("x");
+            push_padded(&mut line, n, width);
+            assert_eq!(line, format!("x{n:0width$}"), "{n} {width}");
         }
     }
 
