@@ -2,6 +2,8 @@
 //! updated on the request path, gauges set when scraped, rendered in the
 //! text exposition format at `GET /metrics`.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -56,6 +58,9 @@ pub struct Metrics {
     store_backlog: GaugeVec,
     peer_requests: IntCounterVec,
     peer_bytes: IntCounter,
+    /// Tells instances apart in `REQUEST_COUNTERS` (tests build several;
+    /// an address could be reused by the next one).
+    id: usize,
 }
 
 impl Metrics {
@@ -86,7 +91,9 @@ impl Metrics {
             .buckets(BUCKETS.to_vec()),
         )?;
         registry.register(Box::new(upstream_latency.clone()))?;
+        static NEXT_ID: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         Ok(Metrics {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             requests: counter_vec(
                 "feedcache_requests_total",
                 "Requests by route kind, cache status and body source.",
@@ -192,6 +199,15 @@ pub fn get() -> &'static Metrics {
     &METRICS
 }
 
+/// The counters in use for `Metrics::request` on this thread, by the
+/// metrics' id, the label values' addresses (static strings: a handful of
+/// entries) and the status.
+type RequestCounters = HashMap<(usize, usize, usize, usize, u16), (IntCounter, IntCounter)>;
+
+thread_local! {
+    static REQUEST_COUNTERS: RefCell<RequestCounters> = RefCell::new(HashMap::new());
+}
+
 /// Status codes as label values, formatted once (not once per request).
 static STATUS_LABELS: LazyLock<Vec<String>> =
     LazyLock::new(|| (100..600u16).map(|c| c.to_string()).collect());
@@ -214,10 +230,26 @@ impl Metrics {
         status: u16,
         bytes: u64,
     ) {
-        self.requests.with_label_values(&[route, cache, tier]).inc();
-        self.responses
-            .with_label_values(&[status_label(status)])
-            .inc();
+        // The labelled counters are looked up once per thread and label
+        // set: `with_label_values` hashes the labels under a lock both
+        // workers share and clones the counter's `Arc`, per request.
+        let id = (
+            self.id,
+            route.as_ptr() as usize,
+            cache.as_ptr() as usize,
+            tier.as_ptr() as usize,
+            status,
+        );
+        REQUEST_COUNTERS.with_borrow_mut(|seen| {
+            let (requests, responses) = seen.entry(id).or_insert_with(|| {
+                (
+                    self.requests.with_label_values(&[route, cache, tier]),
+                    self.responses.with_label_values(&[status_label(status)]),
+                )
+            });
+            requests.inc();
+            responses.inc();
+        });
         self.bytes_served.inc_by(bytes);
     }
 
@@ -362,5 +394,18 @@ mod tests {
             assert!(text.contains(want), "{want} missing from\n{text}");
         }
         assert_eq!(m.cache_counts(), (2, 1, 0));
+    }
+
+    /// The per-thread counter lookup keeps instances apart and counts a
+    /// label value by its content wherever it is stored.
+    #[test]
+    fn counters_are_per_instance_and_by_label_content() {
+        let (a, b) = (Metrics::build().unwrap(), Metrics::build().unwrap());
+        let elsewhere: &'static str = Box::leak(String::from("HIT").into_boxed_str());
+        for (m, cache) in [(&a, "HIT"), (&a, elsewhere), (&b, "MISS")] {
+            m.request("flat_file", cache, "memory", 200, 1);
+        }
+        assert_eq!(a.cache_counts(), (2, 0, 0));
+        assert_eq!(b.cache_counts(), (0, 1, 0));
     }
 }
