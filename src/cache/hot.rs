@@ -21,6 +21,8 @@ use crate::keys::CacheKey;
 
 /// Bodies up to this size are kept per thread.
 const MAX_BODY: usize = 64 * 1024;
+/// Bodies up to this size are kept as this thread's own copy (see `keep`).
+const OWN_COPY_MAX: usize = 16 * 1024;
 /// Entries kept per thread; a full copy starts over.
 const MAX_ENTRIES: usize = 256;
 /// Body bytes kept per thread; a full copy starts over.
@@ -104,7 +106,19 @@ impl Hot {
                 c.entries.clear();
                 c.bytes = 0;
             }
-            if c.entries.insert(key.clone(), entry.clone()).is_none() {
+            // Small bodies are copied: every hit clones the entry, its meta
+            // and its body, and reference counts both workers share bounced
+            // between them at c64. Larger ones share moka's entry: their copy
+            // would cost more than the counts, again after every change.
+            let kept = if len <= OWN_COPY_MAX {
+                Arc::new(MemEntry {
+                    meta: Arc::new((*entry.meta).clone()),
+                    body: bytes::Bytes::copy_from_slice(&entry.body),
+                })
+            } else {
+                entry.clone()
+            };
+            if c.entries.insert(key.clone(), kept).is_none() {
                 c.bytes += len;
             }
         });
@@ -133,7 +147,8 @@ mod tests {
         let (k, e) = (key("nuget/flat/a/index.json"), entry(10));
         assert!(hot.get(&k).is_none());
         hot.keep(&k, &e, hot.generation());
-        assert!(Arc::ptr_eq(&hot.get(&k).unwrap(), &e));
+        let kept = hot.get(&k).unwrap();
+        assert_eq!((&kept.body, &kept.meta), (&e.body, &e.meta));
         hot.changed();
         assert!(hot.get(&k).is_none());
         // Moka's eviction listener goes through the same counter.
@@ -174,6 +189,23 @@ mod tests {
         }
         assert!(hot.get(&first).is_none());
         COPY.with_borrow(|c| assert!(c.entries.len() <= MAX_ENTRIES && c.bytes <= MAX_BYTES));
+    }
+
+    /// Small bodies become the thread's own copy (no reference count shared
+    /// with the other workers), larger ones share moka's entry.
+    #[test]
+    fn small_entries_are_copied_larger_ones_shared() {
+        let hot = Hot::new();
+        // (body length, own copy)
+        for (len, own) in [(10, true), (OWN_COPY_MAX, true), (OWN_COPY_MAX + 1, false)] {
+            let (k, e) = (key(&format!("nuget/flat/own{len}")), entry(len));
+            hot.get(&k);
+            hot.keep(&k, &e, hot.generation());
+            let kept = hot.get(&k).unwrap();
+            assert_eq!(kept.body, e.body);
+            assert_eq!(!Arc::ptr_eq(&kept, &e), own, "{len} bytes");
+            assert_eq!(kept.body.as_ptr() != e.body.as_ptr(), own, "{len} bytes");
+        }
     }
 
     #[test]
