@@ -200,9 +200,9 @@ pub fn get() -> &'static Metrics {
 }
 
 /// The counters in use for `Metrics::request` on this thread, by the
-/// metrics' id, the label values' addresses (static strings: a handful of
-/// entries) and the status.
-type RequestCounters = HashMap<(usize, usize, usize, usize, u16), (IntCounter, IntCounter)>;
+/// metrics' id, where the label values are (address and length: static
+/// strings, a handful of entries) and the status.
+type RequestCounters = HashMap<(usize, [(usize, usize); 3], u16), (IntCounter, IntCounter)>;
 
 thread_local! {
     static REQUEST_COUNTERS: RefCell<RequestCounters> = RefCell::new(HashMap::new());
@@ -233,13 +233,8 @@ impl Metrics {
         // The labelled counters are looked up once per thread and label
         // set: `with_label_values` hashes the labels under a lock both
         // workers share and clones the counter's `Arc`, per request.
-        let id = (
-            self.id,
-            route.as_ptr() as usize,
-            cache.as_ptr() as usize,
-            tier.as_ptr() as usize,
-            status,
-        );
+        let at = |s: &str| (s.as_ptr() as usize, s.len());
+        let id = (self.id, [at(route), at(cache), at(tier)], status);
         REQUEST_COUNTERS.with_borrow_mut(|seen| {
             let (requests, responses) = seen.entry(id).or_insert_with(|| {
                 (
@@ -402,10 +397,16 @@ mod tests {
     fn counters_are_per_instance_and_by_label_content() {
         let (a, b) = (Metrics::build().unwrap(), Metrics::build().unwrap());
         let elsewhere: &'static str = Box::leak(String::from("HIT").into_boxed_str());
-        for (m, cache) in [(&a, "HIT"), (&a, elsewhere), (&b, "MISS")] {
+        // A label that starts where another one does is still another label.
+        let longer: &'static str = Box::leak(String::from("MISSED").into_boxed_str());
+        let (miss, missed) = (&longer[..4], longer);
+        for (m, cache) in [(&a, "HIT"), (&a, elsewhere), (&b, miss), (&b, missed)] {
             m.request("flat_file", cache, "memory", 200, 1);
         }
         assert_eq!(a.cache_counts(), (2, 0, 0));
         assert_eq!(b.cache_counts(), (0, 1, 0));
+        assert!(b.render(&[]).contains(
+            "feedcache_requests_total{cache=\"MISSED\",route=\"flat_file\",tier=\"memory\"} 1"
+        ));
     }
 }
