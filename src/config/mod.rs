@@ -421,6 +421,8 @@ mod tests {
             ("[extract]\nmax_ratio = 0", "max_ratio"),
             ("[connections]\nheader_timeout = \"0s\"", "header_timeout"),
             ("[connections]\nsend_timeout = \"0s\"", "send_timeout"),
+            ("[connections]\nsend_buffer = \"1KiB\"", "send_buffer"),
+            ("[connections]\nsend_buffer = \"256MiB\"", "send_buffer"),
         ];
         for (text, want) in cases {
             let err = match Config::parse(text) {

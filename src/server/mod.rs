@@ -22,7 +22,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use pingora::apps::{HttpServerApp, HttpServerOptions, ReusedHttpStream};
 use pingora::listeners::tls::TlsSettings;
-use pingora::listeners::{L4BufferSettings, ListenerConfig};
+use pingora::listeners::{L4BufferSettings, ListenerConfig, TcpSocketOptions};
 use pingora::prelude::*;
 use pingora::protocols::http::ServerSession;
 use pingora::server::configuration::ServerConf;
@@ -331,6 +331,7 @@ pub fn build(
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let fallback = plain.or(tls.as_ref().map(|t| t.addr));
+    let send_buffer = app.config.connections.send_buffer();
     let deadlines = Deadlines {
         header: app.config.connections.header_timeout,
         idle: app.config.connections.idle_timeout,
@@ -349,6 +350,10 @@ pub fn build(
             .map_err(|e| format!("starting the connection sweeper: {e}"))?,
         deadlines,
     };
+    // pingora sets the send buffer on every accepted connection, plain and
+    // TLS (`connections.send_buffer` says why it is not the kernel's).
+    let mut socket = TcpSocketOptions::default();
+    socket.tcp_snd_buf = send_buffer;
     let mut svc = Service::new("feedcache".to_string(), front);
     // Plain connections need no buffers: they are registered again on the
     // worker that serves them without any (`rehome.rs`), requests are read
@@ -356,7 +361,9 @@ pub fn build(
     // (`raw.rs`).
     if let Some(listen) = plain {
         svc.add_listener(
-            ListenerConfig::tcp(listen.to_string()).l4_buffer(L4BufferSettings::unbuffered()),
+            ListenerConfig::tcp(listen.to_string())
+                .l4_buffer(L4BufferSettings::unbuffered())
+                .tcp_socket_options(socket.clone()),
         );
     }
     // On TLS a write buffer holds the header and a small body together, so
@@ -370,7 +377,8 @@ pub fn build(
         svc.add_listener(
             ListenerConfig::tcp(t.addr.to_string())
                 .tls(settings)
-                .l4_buffer(L4BufferSettings::new(TLS_READ_BUFFER, WRITE_BUFFER)),
+                .l4_buffer(L4BufferSettings::new(TLS_READ_BUFFER, WRITE_BUFFER))
+                .tcp_socket_options(socket),
         );
     }
     server.add_service(svc);
