@@ -64,8 +64,8 @@ pub struct Config {
     /// Send every large cached body with `sendfile(2)` on plain HTTP/1.1.
     /// Off (the default), bodies held mapped (up to 64 MiB) are written from
     /// the mapping and only larger ones go by `sendfile`: faster for the
-    /// client, and at one connection cheaper too; on, a large hit costs
-    /// about half the server CPU at high concurrency (BENCHMARKS.md).
+    /// client, and at one connection cheaper too; on, a 50 MB hit costs
+    /// about a third of the server CPU at 64 connections (BENCHMARKS.md).
     pub sendfile: bool,
     /// Limits on client connections.
     pub connections: ConnectionsConfig,
