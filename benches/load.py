@@ -24,8 +24,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from loadlib import (COLD_LUA, COLD_SIZE, HERD_SIZE, SIZES, Abort, OriginLog,  # noqa: E402
                      RssSampler, cpu_seconds, curl, f, free_port, herd, make_origin, med, nginx_conf,
-                     ratios, run_bench, service_index, table, varnish_cmd, varnish_counters, wait_http,
-                     wrk)
+                     ratios, run_bench, service_index, settle, table, varnish_cmd, varnish_counters,
+                     wait_http, wrk)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGETS = ["feedcache", "feedcache-before", "nginx-cache", "varnish", "static"]
@@ -49,6 +49,8 @@ def parse_args():
     ap.add_argument("--memory", default="256MiB", help="feedcache memory tier")
     ap.add_argument("--json", metavar="PATH", help="write all results here")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, caches)")
+    ap.add_argument("--no-settle", action="store_true",
+                    help="time cold misses even within 6 min of the last run's clean-up (skewed)")
     a = ap.parse_args()
     toks = [t for t in a.only.split(",") if t]
     a.scenarios = [s for s in SCENARIOS if not toks or any(
@@ -232,8 +234,9 @@ def report(a, res):
             if fc and peers:  # per round: feedcache against the better peer of that round
                 best = [max(x) for x in zip(*[col(p, "rps") for p in peers])]
                 least = [min(x) for x in zip(*[col(p, "cpu_us") for p in peers])]
-                verdict.append([s, med(ratios(col(fc, "rps"), best)), "req/s ÷ max(nginx-cache, varnish)",
-                                med(ratios(col(fc, "cpu_us"), least)), "CPU/req ÷ min(nginx-cache, varnish)"])
+                rr, cr = ratios(col(fc, "rps"), best), ratios(col(fc, "cpu_us"), least)
+                verdict.append([s, med(rr), "req/s ÷ max(nginx-cache, varnish)",
+                                med(cr), "CPU/req ÷ min(nginx-cache, varnish)", rr, cr])
         table(["scenario", "target", "req/s", "p50 ms", "p99 ms", "MB/s", "CPU µs/req",
                "req/s × static", "CPU × static", "notes"], rows)
     if "cold" in a.scenarios and res["cold"]:
@@ -251,8 +254,10 @@ def report(a, res):
         table(["target", "misses/s", "p50 ms", "p99 ms", "CPU µs/miss", "misses/s × nginx-cache",
                "CPU × nginx-cache", "origin fetches / request"], rows)
         if "feedcache" in res["cold"] and ref:
-            verdict.append(["cold", summary["cold"]["feedcache"]["rps_x_nginx_cache"], "misses/s ÷ nginx-cache",
-                            summary["cold"]["feedcache"]["cpu_x_nginx_cache"], "CPU/miss ÷ nginx-cache"])
+            fc = res["cold"]["feedcache"]
+            rr, cr = ratios(col(fc, "rps"), col(ref, "rps")), ratios(col(fc, "cpu_us"), col(ref, "cpu_us"))
+            verdict.append(["cold", med(rr), "misses/s ÷ nginx-cache", med(cr), "CPU/miss ÷ nginx-cache",
+                            rr, cr])
     if "herd" in a.scenarios:
         print(f"Thundering herd ({a.herd} concurrent clients, one cold 50 MB key; wall time to the "
               "last byte; × static = median of per-round ratios)\n")
@@ -270,13 +275,14 @@ def report(a, res):
         table(["target", "last byte s", "× static", "server CPU s", "complete 200s", "origin fetches per round"], rows)
         fc, ngx = res["herd"].get("feedcache"), res["herd"].get("nginx-cache")
         if fc and ngx:
-            verdict.append(["herd", med(ratios(col(fc, "seconds"), col(ngx, "seconds"))),
-                            "last-byte wall ÷ nginx-cache (lower is better)", None, ""])
+            rr = ratios(col(fc, "seconds"), col(ngx, "seconds"))
+            verdict.append(["herd", med(rr), "last-byte wall ÷ nginx-cache (lower is better)", None, "",
+                            rr, []])
     if verdict:
-        print("Verdict: feedcache against its peers (medians of per-round ratios; throughput "
-              "> 1 and CPU < 1 favour feedcache)\n")
+        print("Verdict: feedcache against its peers (medians of per-round ratios, min–max; "
+              "throughput > 1 and CPU < 1 favour feedcache)\n")
         table(["scenario", "throughput ratio", "of", "CPU ratio", "of"],
-              [[v[0], f(v[1], 2), v[2], f(v[3], 2), v[4]] for v in verdict])
+              [[v[0], rng(v[5], 2), v[2], rng(v[6], 2), v[4]] for v in verdict])
     return summary, verdict
 
 
@@ -296,6 +302,8 @@ def main():
     a = parse_args()
     if "feedcache" in a.targets and not os.access(a.feedcache_bin, os.X_OK):
         sys.exit(f"no feedcache binary at {a.feedcache_bin} (cargo build --release)")
+    if "cold" in a.scenarios and not a.no_settle:
+        settle()
 
     def body(w, procs):
         meta = {"rounds": a.rounds, "seconds": a.seconds, "herd": a.herd, "scenarios": a.scenarios,

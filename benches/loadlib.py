@@ -425,6 +425,31 @@ def table(headers, rows):
 
 # ---------------------------------------------------------------- the frame of a run
 
+# This machine's ext4 has no journal, and without one ext4 does not reuse an
+# inode freed in the last 60 s, 360 s while its inode-table block is not yet
+# written back (fs/ext4/ialloc.c, `recently_deleted`): every file create scans
+# past those. The ~150,000 cache files a run deletes at its end made the next
+# run's cold misses 3-5x dearer for minutes (nginx-cache 300-500 µs per miss
+# instead of ~70, 72% of its samples in that scan), for whichever target's
+# directories landed in those inode groups. So a run that times cold misses
+# waits until the last run's deletions are that old (`settle`).
+SETTLE_S = 360
+DELETED_MARK = os.path.join(tempfile.gettempdir(), "feedcache-bench.deleted")
+
+
+def settle(seconds=SETTLE_S):
+    """Sleeps until the last bench run's clean-up is `seconds` old."""
+    try:
+        age = time.time() - os.stat(DELETED_MARK).st_mtime
+    except OSError:
+        return
+    if 0 <= age < seconds:
+        print(f"waiting {seconds - age:.0f} s: the last bench run deleted its cache files "
+              f"{age:.0f} s ago, and until {seconds} s have passed file creates on ext4 without "
+              "a journal skew cold misses (--no-settle skips this)", flush=True)
+        time.sleep(seconds - age)
+
+
 def run_bench(a, prefix, body):
     """Runs `body(w, procs)` in a fresh work dir `w` (readable by the
     servers' other users) and exits: every server is stopped and the dir
@@ -455,5 +480,8 @@ def run_bench(a, prefix, body):
             print(f"kept {w}")
         else:
             shutil.rmtree(w, ignore_errors=True)  # seconds: many cached cold entries
+            if "cold" in getattr(a, "scenarios", ()):  # only cold runs leave many files
+                with open(DELETED_MARK, "w"):  # its time is what `settle` reads
+                    pass
     print(f"total wall time {time.monotonic() - start:.0f} s (with start-up and clean-up)")
     sys.exit(rc)
