@@ -429,10 +429,10 @@ def table(headers, rows):
 # inode freed in the last 60 s, 360 s while its inode-table block is not yet
 # written back (fs/ext4/ialloc.c, `recently_deleted`): every file create scans
 # past those. The ~150,000 cache files a run deletes at its end made the next
-# run's cold misses 3-5x dearer for minutes (nginx-cache 300-500 µs per miss
-# instead of ~70, 72% of its samples in that scan), for whichever target's
-# directories landed in those inode groups. So a run that times cold misses
-# waits until the last run's deletions are that old (`settle`).
+# run's cold misses several times dearer for minutes (nginx-cache 150-520 µs
+# per miss instead of 50-70, 72% of its samples in that scan), for whichever
+# target's directories landed in those inode groups. So a run that times cold
+# misses waits until the last run's deletions are that old (`settle`).
 SETTLE_S = 360
 DELETED_MARK = os.path.join(tempfile.gettempdir(), "feedcache-bench.deleted")
 
