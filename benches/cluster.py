@@ -37,7 +37,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from load import col, flat, pkg_path, rng  # noqa: E402
 from loadlib import (COLD_LUA, COLD_SIZE, HERD_SIZE, Abort, OriginLog, cpu_seconds,  # noqa: E402
                      curl, f, free_port, herd, make_origin, med, nginx_conf, ratios, service_index,
-                     run_bench, settle, table, wait_http, wrk)
+                     run_bench, table, wait_http, wrk)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NODES = ["n1", "n2", "n3"]          # the cluster; n1 is the one compared with single
@@ -413,8 +413,6 @@ def main():
     a = parse_args()
     if not os.access(a.feedcache_bin, os.X_OK):
         sys.exit(f"no feedcache binary at {a.feedcache_bin} (cargo build --release)")
-    if "cold" in a.scenarios and not a.no_settle:
-        settle()  # as benches/load.py: the file system skews creates after mass deletes
 
     def body(w, procs):
         meta = {"rounds": a.rounds, "seconds": a.seconds, "conns": a.conns, "herd": a.herd,

@@ -24,7 +24,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from loadlib import (COLD_LUA, COLD_SIZE, HERD_SIZE, SIZES, Abort, OriginLog,  # noqa: E402
                      RssSampler, cpu_seconds, curl, f, free_port, herd, make_origin, med, nginx_conf,
-                     ratios, run_bench, service_index, settle, table, varnish_cmd, varnish_counters,
+                     ratios, run_bench, service_index, table, varnish_cmd, varnish_counters,
                      wait_http, wrk)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -242,11 +242,11 @@ def report(a, res):
     if "cold" in a.scenarios and res["cold"]:
         print(f"Cold misses (wrk c=64, {a.seconds}s, a fresh {COLD_SIZE // 1024} KB key per request "
               "and target; × nginx-cache = median of per-round ratios)\n")
-        rows, ref = [], res["cold"].get("nginx-cache")
+        rows, ref, per_round = [], res["cold"].get("nginx-cache"), {}
         for t, rs in res["cold"].items():
             m = {k: med(col(rs, k)) for k in ("rps", "p50_ms", "p99_ms", "cpu_us")}
-            m["rps_x_nginx_cache"] = med(ratios(col(rs, "rps"), col(ref, "rps")))
-            m["cpu_x_nginx_cache"] = med(ratios(col(rs, "cpu_us"), col(ref, "cpu_us")))
+            per_round[t] = ratios(col(rs, "rps"), col(ref, "rps")), ratios(col(rs, "cpu_us"), col(ref, "cpu_us"))
+            m["rps_x_nginx_cache"], m["cpu_x_nginx_cache"] = map(med, per_round[t])
             summary.setdefault("cold", {})[t] = m
             fetched = med(ratios(col(rs, "origin_fetches"), col(rs, "requests")))
             rows.append([t, rng(col(rs, "rps")), f(m["p50_ms"], 2), f(m["p99_ms"], 2), f(m["cpu_us"], 1),
@@ -254,8 +254,7 @@ def report(a, res):
         table(["target", "misses/s", "p50 ms", "p99 ms", "CPU µs/miss", "misses/s × nginx-cache",
                "CPU × nginx-cache", "origin fetches / request"], rows)
         if "feedcache" in res["cold"] and ref:
-            fc = res["cold"]["feedcache"]
-            rr, cr = ratios(col(fc, "rps"), col(ref, "rps")), ratios(col(fc, "cpu_us"), col(ref, "cpu_us"))
+            rr, cr = per_round["feedcache"]
             verdict.append(["cold", med(rr), "misses/s ÷ nginx-cache", med(cr), "CPU/miss ÷ nginx-cache",
                             rr, cr])
     if "herd" in a.scenarios:
@@ -302,8 +301,6 @@ def main():
     a = parse_args()
     if "feedcache" in a.targets and not os.access(a.feedcache_bin, os.X_OK):
         sys.exit(f"no feedcache binary at {a.feedcache_bin} (cargo build --release)")
-    if "cold" in a.scenarios and not a.no_settle:
-        settle()
 
     def body(w, procs):
         meta = {"rounds": a.rounds, "seconds": a.seconds, "herd": a.herd, "scenarios": a.scenarios,

@@ -455,7 +455,11 @@ def run_bench(a, prefix, body):
     servers' other users) and exits: every server is stopped and the dir
     removed (unless --keep) however the run ends, the document `body`
     returns ({"meta": ..., ...}) goes to --json, the exit code is 0, 1 on an
-    Abort (the logs are kept), 130 on Ctrl-C."""
+    Abort (the logs are kept), 130 on Ctrl-C. A run with cold misses first
+    waits out the last one's clean-up (`settle`), unless --no-settle."""
+    cold = "cold" in getattr(a, "scenarios", ())
+    if cold and not getattr(a, "no_settle", False):
+        settle()
     start = time.monotonic()
     w = tempfile.mkdtemp(prefix=prefix)
     os.chmod(w, 0o755)  # nginx workers and varnish's child run as other users
@@ -480,7 +484,7 @@ def run_bench(a, prefix, body):
             print(f"kept {w}")
         else:
             shutil.rmtree(w, ignore_errors=True)  # seconds: many cached cold entries
-            if "cold" in getattr(a, "scenarios", ()):  # only cold runs leave many files
+            if cold:  # only cold runs leave many files
                 with open(DELETED_MARK, "w"):  # its time is what `settle` reads
                     pass
     print(f"total wall time {time.monotonic() - start:.0f} s (with start-up and clean-up)")
