@@ -1,5 +1,9 @@
-//! The upstream HTTP client: reqwest on a ring-based rustls config with the
-//! system roots plus an optional corporate CA, and typed errors.
+//! Requests to upstreams: the one place that checks offline mode, the
+//! circuit breakers and where the ProGet key may go, follows redirects and
+//! types errors. `client.rs` sends them (a ring-based rustls config with
+//! the system roots plus an optional corporate CA).
+
+mod client;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,8 +13,13 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 use url::Url;
 
+use client::{Client, ClientSpec};
+
 use crate::config::UpstreamConfig;
 use crate::secret::Secret;
+
+/// Sent as `User-Agent` on every upstream request.
+const USER_AGENT_VALUE: &str = concat!("feedcache/", env!("CARGO_PKG_VERSION"));
 
 /// Redirects followed per request; each hop is checked for where the API key may go.
 const MAX_REDIRECTS: usize = 5;
@@ -96,9 +105,6 @@ pub const CLUSTER_HEADER: &str = "X-Feedcache-Cluster";
 /// A shared upstream client with connection pooling.
 #[derive(Clone)]
 pub struct Upstream {
-    /// The client built at start-up (which checks the settings), shared by
-    /// a thread that cannot build its own.
-    client: reqwest::Client,
     /// How to build each worker thread's own client (`client()`).
     spec: Arc<ClientSpec>,
     /// The ProGet API key and the one origin it may be sent to.
@@ -137,7 +143,6 @@ impl Upstream {
             connect_timeout: cfg.connect_timeout,
             read_timeout: cfg.read_timeout,
         });
-        let client = spec.build()?;
         let credential = match credential {
             Some((url, key)) => {
                 let mut v = http::HeaderValue::from_str(key.expose()).map_err(|_| {
@@ -153,7 +158,6 @@ impl Upstream {
             cfg.breaker_cooldown,
         ));
         Ok(Upstream {
-            client,
             spec,
             credential,
             breakers,
@@ -167,18 +171,13 @@ impl Upstream {
     /// response across threads (an `eventfd` write and a second wake-up
     /// each way). Every caller is a task on some runtime's thread, so
     /// there is one client per such thread.
-    fn client(&self) -> reqwest::Client {
+    fn client(&self) -> Client {
         CLIENTS.with(|c| {
             let mut c = c.borrow_mut();
             if let Some((_, client)) = c.iter().find(|(id, _)| *id == self.spec.id) {
                 return client.clone();
             }
-            // Built once per thread; the same settings built at start-up,
-            // so a failure here is not expected; the shared client serves.
-            let client = self.spec.build().unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "no upstream client of this thread's own; sharing one");
-                self.client.clone()
-            });
+            let client = self.spec.build();
             c.push((self.spec.id, client.clone()));
             client
         })
@@ -202,22 +201,10 @@ impl Upstream {
         if self.is_offline() {
             return Err(UpstreamError::Offline);
         }
-        let mut url = url.clone();
+        let client = self.client();
+        let mut url = std::borrow::Cow::Borrowed(url);
         for _ in 0..=MAX_REDIRECTS {
-            let mut b = self.client().get(url.clone());
-            if let Some(tag) = req.if_none_match {
-                b = b.header(http::header::IF_NONE_MATCH, tag);
-            }
-            b = b.header(
-                http::header::ACCEPT_ENCODING,
-                if req.accept_gzip { "gzip" } else { "identity" },
-            );
-            if let Some(s) = req.cluster_secret {
-                b = b.header(CLUSTER_HEADER, s);
-            }
-            if let Some(cred) = self.credential.as_ref().filter(|_| self.sends_key_to(&url)) {
-                b = b.header("X-ApiKey", cred.1.clone());
-            }
+            let headers = self.headers(&url, req)?;
             let host = url.origin().ascii_serialization();
             if !self.breakers.admit(&host, std::time::Instant::now()) {
                 crate::metrics::get().upstream(std::time::Duration::ZERO, Some("circuit_open"));
@@ -228,12 +215,12 @@ impl Upstream {
                 });
             }
             let started = std::time::Instant::now();
-            let sent = b.send().await;
+            let sent = client.get(&url, headers).await;
             let kind = match &sent {
                 Ok(r) if r.status().is_server_error() => Some("status_5xx"),
                 Ok(_) => None,
-                Err(e) if e.is_timeout() => Some("timeout"),
-                Err(e) if e.is_connect() => Some("connect"),
+                Err(UpstreamError::Timeout(_)) => Some("timeout"),
+                Err(UpstreamError::Connect(_)) => Some("connect"),
                 Err(_) => Some("io"),
             };
             crate::metrics::get().upstream(started.elapsed(), kind);
@@ -241,7 +228,7 @@ impl Upstream {
             // answer (404 included) shows it is up.
             let ok = sent.as_ref().is_ok_and(|r| !r.status().is_server_error());
             self.breakers.record(&host, ok, std::time::Instant::now());
-            let resp = sent.map_err(|e| classify(&url, &e))?;
+            let resp = sent?;
             let redirect = matches!(resp.status().as_u16(), 301 | 302 | 303 | 307 | 308);
             if !redirect {
                 return Ok(resp);
@@ -252,9 +239,35 @@ impl Upstream {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|loc| url.join(loc).ok())
                 .filter(|u| matches!(u.scheme(), "http" | "https"));
-            url = next.ok_or_else(|| UpstreamError::Redirect(host_of(&url)))?;
+            url = std::borrow::Cow::Owned(
+                next.ok_or_else(|| UpstreamError::Redirect(host_of(&url)))?,
+            );
         }
         Err(UpstreamError::Redirect(host_of(&url)))
+    }
+
+    /// The headers of one GET to `url`. A header value that cannot be sent
+    /// (an ETag or secret with control characters) fails the request.
+    fn headers(&self, url: &Url, req: &Request<'_>) -> Result<http::HeaderMap, UpstreamError> {
+        use http::header::{HeaderValue, ACCEPT, ACCEPT_ENCODING, IF_NONE_MATCH, USER_AGENT};
+        let value = |v: &str| HeaderValue::from_str(v).map_err(|_| UpstreamError::Io(host_of(url)));
+        let mut h = http::HeaderMap::with_capacity(6);
+        h.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
+        h.insert(ACCEPT, HeaderValue::from_static("*/*"));
+        h.insert(
+            ACCEPT_ENCODING,
+            HeaderValue::from_static(if req.accept_gzip { "gzip" } else { "identity" }),
+        );
+        if let Some(tag) = req.if_none_match {
+            h.insert(IF_NONE_MATCH, value(tag)?);
+        }
+        if let Some(s) = req.cluster_secret {
+            h.insert(CLUSTER_HEADER, value(s)?);
+        }
+        if let Some(cred) = self.credential.as_ref().filter(|_| self.sends_key_to(url)) {
+            h.insert("X-ApiKey", cred.1.clone());
+        }
+        Ok(h)
     }
 }
 
@@ -264,33 +277,8 @@ static NEXT_SPEC: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsiz
 thread_local! {
     /// Each thread's clients, by `ClientSpec::id` (one per `Upstream`, so
     /// a handful at most).
-    static CLIENTS: std::cell::RefCell<Vec<(usize, reqwest::Client)>> =
+    static CLIENTS: std::cell::RefCell<Vec<(usize, Client)>> =
         const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// What a client is built from, kept so each worker thread builds its own.
-struct ClientSpec {
-    id: usize,
-    tls: rustls::ClientConfig,
-    connect_timeout: std::time::Duration,
-    read_timeout: std::time::Duration,
-}
-
-impl ClientSpec {
-    fn build(&self) -> Result<reqwest::Client, UpstreamError> {
-        reqwest::Client::builder()
-            .tls_backend_preconfigured(self.tls.clone())
-            .connect_timeout(self.connect_timeout)
-            .read_timeout(self.read_timeout)
-            // Redirects are followed by `get`, which decides per hop whether
-            // the API key may be sent; reqwest would forward custom headers.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("feedcache/", env!("CARGO_PKG_VERSION")))
-            .no_proxy()
-            .pool_idle_timeout(std::time::Duration::from_secs(90))
-            .build()
-            .map_err(|e| UpstreamError::Tls(e.to_string()))
-    }
 }
 
 /// The rustls client config every HTTP client of feedcache uses: the ring
@@ -324,7 +312,7 @@ pub fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, Upstre
     Ok(tls)
 }
 
-/// Maps a reqwest error to the typed error, naming only the host.
+/// Maps an error reading an upstream body to the typed error, naming only the host.
 pub fn classify(url: &Url, e: &reqwest::Error) -> UpstreamError {
     let host = host_of(url);
     if e.is_timeout() {
