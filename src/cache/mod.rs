@@ -14,6 +14,7 @@ mod load;
 mod memory;
 mod shared;
 mod writable;
+mod writev;
 mod written;
 
 pub use bypass::{BodyStream, Passthrough};
