@@ -320,22 +320,7 @@ impl Cache {
         check: Option<BodyCheck>,
         tx: &watch::Sender<FillState>,
     ) -> Result<bool, AppError> {
-        let mut buf = BytesMut::with_capacity(usize::try_from(expected).unwrap_or(0));
-        let mut body = resp.bytes_stream();
-        while let Some(chunk) = body.next().await {
-            buf.extend_from_slice(&chunk.map_err(|e| classify(url, &e))?);
-            if buf.len() as u64 > expected {
-                break;
-            }
-        }
-        if buf.len() as u64 != expected {
-            return Err(UpstreamError::Truncated {
-                expected,
-                got: buf.len() as u64,
-            }
-            .into());
-        }
-        let body = buf.freeze();
+        let body = read_whole(resp, url, expected).await?;
         run_check(check, Package::Bytes(body.clone())).await?;
         tx.send_replace(FillState::Memory {
             meta: meta.clone(),
@@ -349,12 +334,51 @@ impl Cache {
         if let Err(e) = self.disk.put(key, &meta, body.clone()).await {
             // Clients are served; without the disk, memory still holds it.
             tracing::error!(key = %key, error = %e, "cannot publish cache entry");
+            // A copy of its own: the body may be a slice of the upstream
+            // client's read buffer, which the tier would pin and not weigh.
+            let body = Bytes::copy_from_slice(&body);
             let entry = Arc::new(MemEntry { meta, body });
             self.memory.insert(key.clone(), entry).await;
             return Ok(false);
         }
         Ok(true)
     }
+}
+
+/// Reads a body announced as `expected` bytes whole. A small body usually
+/// arrives in one chunk (a slice of the client's read buffer), which is
+/// kept as it is: copying it into a buffer of our own was ~4% of a cold
+/// miss's user time (the copy and the allocation, BENCHMARKS.md).
+async fn read_whole(resp: reqwest::Response, url: &Url, expected: u64) -> Result<Bytes, AppError> {
+    let mut body = resp.bytes_stream();
+    let mut first: Option<Bytes> = None;
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| classify(url, &e))?;
+        match first.take() {
+            None if buf.is_empty() => first = Some(chunk),
+            prev => {
+                if let Some(p) = prev {
+                    buf.reserve(usize::try_from(expected).unwrap_or(0));
+                    buf.extend_from_slice(&p);
+                }
+                buf.extend_from_slice(&chunk);
+            }
+        }
+        let got = first.as_ref().map_or(buf.len(), Bytes::len) as u64;
+        if got > expected {
+            break;
+        }
+    }
+    let body = first.unwrap_or_else(|| buf.freeze());
+    if body.len() as u64 != expected {
+        return Err(UpstreamError::Truncated {
+            expected,
+            got: body.len() as u64,
+        }
+        .into());
+    }
+    Ok(body)
 }
 
 /// Runs a body check off the async workers; a refusal is a corrupt package
