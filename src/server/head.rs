@@ -9,7 +9,6 @@
 //! one buffer.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use pingora::http::ResponseHeader;
@@ -79,16 +78,20 @@ impl<'a> Head<'a> {
             .and_then(|s| s.canonical_reason())
             .unwrap_or("");
         let mut out = BytesMut::with_capacity(512);
-        let _ = write!(out, "HTTP/1.1 {} {reason}\r\n", self.status);
+        // Numbers by `itoa`, not `write!`: this runs once per hit.
+        let mut num = itoa::Buffer::new();
+        out.put_slice(b"HTTP/1.1 ");
+        out.put_slice(num.format(self.status).as_bytes());
+        out.put_u8(b' ');
+        out.put_slice(reason.as_bytes());
+        out.put_slice(b"\r\n");
         for (name, value) in &self.fields {
             out.put_slice(name.as_bytes());
             out.put_slice(b": ");
             match value {
                 Value::Text(t) if t.bytes().all(field_byte) => out.put_slice(t.as_bytes()),
                 Value::Text(_) => return None,
-                Value::Num(n) => {
-                    let _ = write!(out, "{n}");
-                }
+                Value::Num(n) => out.put_slice(num.format(*n).as_bytes()),
             }
             out.put_slice(b"\r\n");
         }
