@@ -107,7 +107,10 @@ impl AppError {
     /// 404 or 410 in plain text likewise, as a 404 ("package not found" and
     /// "file not found" are different answers). Other statuses map as
     /// `from_upstream_status` says.
-    pub async fn from_upstream_response(url: &url::Url, resp: reqwest::Response) -> AppError {
+    pub async fn from_upstream_response(
+        url: &url::Url,
+        resp: crate::upstream::Response,
+    ) -> AppError {
         let status = resp.status().as_u16();
         let status = match status {
             400 | 403 => status,

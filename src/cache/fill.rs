@@ -314,7 +314,7 @@ impl Cache {
         &self,
         key: &CacheKey,
         url: &Url,
-        resp: reqwest::Response,
+        resp: crate::upstream::Response,
         meta: Arc<Meta>,
         expected: u64,
         check: Option<BodyCheck>,
@@ -349,7 +349,11 @@ impl Cache {
 /// arrives in one chunk (a slice of the client's read buffer), which is
 /// kept as it is: copying it into a buffer of our own was ~4% of a cold
 /// miss's user time (the copy and the allocation, BENCHMARKS.md).
-async fn read_whole(resp: reqwest::Response, url: &Url, expected: u64) -> Result<Bytes, AppError> {
+async fn read_whole(
+    resp: crate::upstream::Response,
+    url: &Url,
+    expected: u64,
+) -> Result<Bytes, AppError> {
     let mut body = resp.bytes_stream();
     let mut first: Option<Bytes> = None;
     let mut buf = BytesMut::new();

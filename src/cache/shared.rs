@@ -205,7 +205,7 @@ impl Cache {
         url: &url::Url,
         upstream: &crate::upstream::Upstream,
         forward: bool,
-    ) -> Option<reqwest::Response> {
+    ) -> Option<crate::upstream::Response> {
         if !forward {
             return None;
         }

@@ -308,7 +308,11 @@ impl MetadataStore {
     }
 
     /// Reads a body, refusing more than `max_size` bytes.
-    async fn read_limited(&self, url: &Url, resp: reqwest::Response) -> Result<Bytes, AppError> {
+    async fn read_limited(
+        &self,
+        url: &Url,
+        resp: crate::upstream::Response,
+    ) -> Result<Bytes, AppError> {
         if resp.content_length().is_some_and(|n| n > self.max_size) {
             return Err(AppError::BadUpstream("metadata document too large".into()));
         }

@@ -1,7 +1,6 @@
 //! The pooled HTTP client under `Upstream`: hyper-util's client (the one
 //! reqwest runs on) over rustls, HTTP/2 by ALPN, with feedcache's two
-//! timeouts. Its responses are handed on as `reqwest::Response`, so every
-//! reader of an upstream body is the same whichever client sent the request.
+//! timeouts. Its responses are handed on as `Response` (`response.rs`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,6 +13,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use url::Url;
 
+use super::response::{BodyError, Response};
 use super::{host_of, UpstreamError};
 
 type Pool = hyper_util::client::legacy::Client<
@@ -77,7 +77,7 @@ impl Client {
         &self,
         url: &Url,
         headers: http::HeaderMap,
-    ) -> Result<reqwest::Response, UpstreamError> {
+    ) -> Result<Response, UpstreamError> {
         let uri = http::Uri::try_from(url.as_str()).map_err(|_| UpstreamError::Io(host_of(url)))?;
         let mut req = http::Request::new(http_body_util::Empty::new());
         *req.uri_mut() = uri;
@@ -87,13 +87,11 @@ impl Client {
             .map_err(|_| UpstreamError::Timeout(host_of(url)))?
             .map_err(|e| send_error(url, &e))?;
         let limit = self.read_timeout;
-        Ok(reqwest::Response::from(resp.map(|body| {
-            reqwest::Body::wrap(Timed {
-                inner: body,
-                limit,
-                deadline: Box::pin(tokio::time::sleep(limit)),
-                waiting: false,
-            })
+        Ok(Response::new(resp.map(|body| Timed {
+            inner: body,
+            limit,
+            deadline: Box::pin(tokio::time::sleep(limit)),
+            waiting: false,
         })))
     }
 }
@@ -120,7 +118,7 @@ fn send_error(url: &Url, e: &hyper_util::client::legacy::Error) -> UpstreamError
 /// nothing for `limit` while it is being read. Silence is counted from the
 /// moment a read starts waiting, so a reader that pauses (a slow client
 /// downstream) never times the upstream out.
-struct Timed {
+pub(super) struct Timed {
     inner: hyper::body::Incoming,
     limit: Duration,
     deadline: Pin<Box<tokio::time::Sleep>>,
@@ -130,7 +128,7 @@ struct Timed {
 
 impl Body for Timed {
     type Data = Bytes;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Error = BodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
@@ -140,7 +138,7 @@ impl Body for Timed {
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
                 this.waiting = false;
-                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+                Poll::Ready(frame.map(|f| f.map_err(body_error)))
             }
             Poll::Pending => {
                 if !this.waiting {
@@ -149,10 +147,7 @@ impl Body for Timed {
                     this.deadline.as_mut().reset(at);
                 }
                 match this.deadline.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "upstream sent nothing within read_timeout",
-                    ))))),
+                    Poll::Ready(()) => Poll::Ready(Some(Err(BodyError::Timeout))),
                     Poll::Pending => Poll::Pending,
                 }
             }
@@ -166,4 +161,19 @@ impl Body for Timed {
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// hyper's body error, typed: a timeout anywhere in its sources (a TLS or
+/// TCP read that timed out) or else a broken connection or framing.
+fn body_error(e: hyper::Error) -> BodyError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::TimedOut {
+                return BodyError::Timeout;
+            }
+        }
+        source = err.source();
+    }
+    BodyError::Io(e.to_string())
 }

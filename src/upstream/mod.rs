@@ -4,6 +4,7 @@
 //! the system roots plus an optional corporate CA).
 
 mod client;
+mod response;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +15,7 @@ use rustls_pki_types::CertificateDer;
 use url::Url;
 
 use client::{Client, ClientSpec};
+pub use response::{BodyError, Response};
 
 use crate::config::UpstreamConfig;
 use crate::secret::Secret;
@@ -67,7 +69,7 @@ const REFUSAL_SHOWN: usize = 200;
 /// The first line of an upstream's answer, for a refusal passed on to the
 /// client: read from at most 1 KiB, control characters removed, 200
 /// characters at most.
-pub async fn first_line(mut resp: reqwest::Response) -> String {
+pub async fn first_line(mut resp: Response) -> String {
     let mut body = Vec::new();
     while body.len() < REFUSAL_READ {
         match resp.chunk().await {
@@ -75,8 +77,14 @@ pub async fn first_line(mut resp: reqwest::Response) -> String {
             _ => break,
         }
     }
-    body.truncate(REFUSAL_READ);
-    let text = String::from_utf8_lossy(&body);
+    first_line_of(&body)
+}
+
+/// The first non-empty line of up to 1 KiB of `body`, as `first_line`
+/// passes it on (also for `feedcache warm`'s own client).
+pub fn first_line_of(body: &[u8]) -> String {
+    let body = &body[..body.len().min(REFUSAL_READ)];
+    let text = String::from_utf8_lossy(body);
     // One line of plain text: no control characters can reach the client.
     text.lines()
         .map(str::trim)
@@ -192,11 +200,7 @@ impl Upstream {
 
     /// Sends one GET, following redirects; any final status is returned to
     /// the caller to interpret.
-    pub async fn get(
-        &self,
-        url: &Url,
-        req: &Request<'_>,
-    ) -> Result<reqwest::Response, UpstreamError> {
+    pub async fn get(&self, url: &Url, req: &Request<'_>) -> Result<Response, UpstreamError> {
         // The one place every upstream request passes: offline, none is made.
         if self.is_offline() {
             return Err(UpstreamError::Offline);
@@ -312,15 +316,16 @@ pub fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, Upstre
     Ok(tls)
 }
 
-/// Maps an error reading an upstream body to the typed error, naming only the host.
-pub fn classify(url: &Url, e: &reqwest::Error) -> UpstreamError {
+/// Maps an error reading an upstream body to the typed error, naming only
+/// the host (the details go to the log).
+pub fn classify(url: &Url, e: &BodyError) -> UpstreamError {
     let host = host_of(url);
-    if e.is_timeout() {
-        UpstreamError::Timeout(host)
-    } else if e.is_connect() {
-        UpstreamError::Connect(host)
-    } else {
-        UpstreamError::Io(host)
+    match e {
+        BodyError::Timeout => UpstreamError::Timeout(host),
+        BodyError::Io(why) => {
+            tracing::debug!(host, error = %why, "upstream body failed");
+            UpstreamError::Io(host)
+        }
     }
 }
 
@@ -330,5 +335,32 @@ pub fn host_of(url: &Url) -> String {
         (Some(h), Some(p)) => format!("{h}:{p}"),
         (Some(h), None) => h.to_owned(),
         _ => "upstream".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_line_of;
+
+    #[test]
+    fn a_refusal_is_passed_on_as_one_clean_line() {
+        let long = "x".repeat(300);
+        let cases: &[(&[u8], &str)] = &[
+            (b"", ""),
+            (b"Package not found.\r\nmore", "Package not found."),
+            (
+                b"\n\n  The API key is invalid  \n",
+                "The API key is invalid",
+            ),
+            (b"bad\x1b[31m id\x07", "bad[31m id"),
+            (long.as_bytes(), &long[..200]),
+            (b"caf\xc3\xa9 \xff", "caf\u{e9} \u{fffd}"),
+        ];
+        for (body, want) in cases {
+            assert_eq!(first_line_of(body), *want, "{body:?}");
+        }
+        // Only the first KiB is read for it.
+        let late = [vec![b'\n'; 1024], b"late".to_vec()].concat();
+        assert_eq!(first_line_of(&late), "");
     }
 }

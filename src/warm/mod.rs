@@ -265,7 +265,7 @@ async fn fetch(client: &reqwest::Client, base: &Url, p: &Package) -> Outcome {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("text/plain"));
         let message = if plain {
-            crate::upstream::first_line(resp).await
+            first_line(resp).await
         } else {
             String::new()
         };
@@ -298,6 +298,18 @@ async fn fetch(client: &reqwest::Client, base: &Url, p: &Package) -> Outcome {
 
 /// A reqwest error with its causes: its own message ("error sending request
 /// for url ...") hides whether it was a refused connection or a reset.
+/// The first line of a refusal's plain-text body (read from at most 1 KiB).
+async fn first_line(mut resp: reqwest::Response) -> String {
+    let mut body = Vec::new();
+    while body.len() < 1024 {
+        match resp.chunk().await {
+            Ok(Some(c)) => body.extend_from_slice(&c),
+            _ => break,
+        }
+    }
+    crate::upstream::first_line_of(&body)
+}
+
 fn describe(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         return "timed out".into();
