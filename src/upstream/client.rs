@@ -1,19 +1,16 @@
 //! The pooled HTTP client under `Upstream`: hyper-util's client (the one
 //! reqwest runs on) over rustls, HTTP/2 by ALPN, with feedcache's two
-//! timeouts. Its responses are handed on as `Response` (`response.rs`).
+//! timeouts. Its responses are handed on as `Response` (`response.rs`, which
+//! also holds the body type that times silences out).
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use url::Url;
 
-use super::response::{BodyError, Response};
+use super::response::{Response, Timed};
 use super::{host_of, UpstreamError};
 
 type Pool = hyper_util::client::legacy::Client<
@@ -87,12 +84,7 @@ impl Client {
             .map_err(|_| UpstreamError::Timeout(host_of(url)))?
             .map_err(|e| send_error(url, &e))?;
         let limit = self.read_timeout;
-        Ok(Response::new(resp.map(|body| Timed {
-            inner: body,
-            limit,
-            deadline: Box::pin(tokio::time::sleep(limit)),
-            waiting: false,
-        })))
+        Ok(Response::new(resp.map(|body| Timed::new(body, limit))))
     }
 }
 
@@ -112,68 +104,4 @@ fn send_error(url: &Url, e: &hyper_util::client::legacy::Error) -> UpstreamError
     } else {
         UpstreamError::Io(host_of(url))
     }
-}
-
-/// A response body that fails with `TimedOut` once the upstream has sent
-/// nothing for `limit` while it is being read. Silence is counted from the
-/// moment a read starts waiting, so a reader that pauses (a slow client
-/// downstream) never times the upstream out.
-pub(super) struct Timed {
-    inner: hyper::body::Incoming,
-    limit: Duration,
-    deadline: Pin<Box<tokio::time::Sleep>>,
-    /// The deadline is armed: a read is waiting for the upstream.
-    waiting: bool,
-}
-
-impl Body for Timed {
-    type Data = Bytes;
-    type Error = BodyError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(frame) => {
-                this.waiting = false;
-                Poll::Ready(frame.map(|f| f.map_err(body_error)))
-            }
-            Poll::Pending => {
-                if !this.waiting {
-                    this.waiting = true;
-                    let at = tokio::time::Instant::now() + this.limit;
-                    this.deadline.as_mut().reset(at);
-                }
-                match this.deadline.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Some(Err(BodyError::Timeout))),
-                    Poll::Pending => Poll::Pending,
-                }
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// hyper's body error, typed: a timeout anywhere in its sources (a TLS or
-/// TCP read that timed out) or else a broken connection or framing.
-fn body_error(e: hyper::Error) -> BodyError {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-    while let Some(err) = source {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::TimedOut {
-                return BodyError::Timeout;
-            }
-        }
-        source = err.source();
-    }
-    BodyError::Io(e.to_string())
 }

@@ -1,16 +1,19 @@
 //! An upstream's answer as the rest of feedcache reads it: status, header
 //! fields and a body taken chunk by chunk, under the client's read timeout
-//! (`client.rs`). Our own type rather than `reqwest::Response`: converting
+//! (`Timed`). Our own type rather than `reqwest::Response`: converting
 //! hyper's response into reqwest's parsed a placeholder URL and boxed the
 //! body on every request (`reqwest::Response::from` was 2.5% of a cold
 //! miss's user time, BENCHMARKS.md).
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
 use bytes::Bytes;
 use futures_util::Stream;
-use http_body::Body;
+use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
-
-use super::client::Timed;
 
 /// Why reading an upstream body failed.
 #[derive(Debug, thiserror::Error)]
@@ -69,4 +72,79 @@ impl Response {
     pub fn bytes_stream(self) -> impl Stream<Item = Result<Bytes, BodyError>> + Send + 'static {
         http_body_util::BodyDataStream::new(self.body)
     }
+}
+
+/// A response body that fails with `TimedOut` once the upstream has sent
+/// nothing for `limit` while it is being read. Silence is counted from the
+/// moment a read starts waiting, so a reader that pauses (a slow client
+/// downstream) never times the upstream out.
+pub(super) struct Timed {
+    inner: hyper::body::Incoming,
+    limit: Duration,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    /// The deadline is armed: a read is waiting for the upstream.
+    waiting: bool,
+}
+
+impl Timed {
+    pub(super) fn new(inner: hyper::body::Incoming, limit: Duration) -> Self {
+        Timed {
+            inner,
+            limit,
+            deadline: Box::pin(tokio::time::sleep(limit)),
+            waiting: false,
+        }
+    }
+}
+
+impl Body for Timed {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                this.waiting = false;
+                Poll::Ready(frame.map(|f| f.map_err(body_error)))
+            }
+            Poll::Pending => {
+                if !this.waiting {
+                    this.waiting = true;
+                    let at = tokio::time::Instant::now() + this.limit;
+                    this.deadline.as_mut().reset(at);
+                }
+                match this.deadline.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(BodyError::Timeout))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// hyper's body error, typed: a timeout anywhere in its sources (a TLS or
+/// TCP read that timed out) or else a broken connection or framing.
+fn body_error(e: hyper::Error) -> BodyError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::TimedOut {
+                return BodyError::Timeout;
+            }
+        }
+        source = err.source();
+    }
+    BodyError::Io(e.to_string())
 }
