@@ -355,34 +355,31 @@ async fn read_whole(
     expected: u64,
 ) -> Result<Bytes, AppError> {
     let mut body = resp.bytes_stream();
-    let mut first: Option<Bytes> = None;
-    let mut buf = BytesMut::new();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| classify(url, &e))?;
-        match first.take() {
-            None if buf.is_empty() => first = Some(chunk),
-            prev => {
-                if let Some(p) = prev {
-                    buf.reserve(usize::try_from(expected).unwrap_or(0));
-                    buf.extend_from_slice(&p);
-                }
-                buf.extend_from_slice(&chunk);
+    let mut whole = match body.next().await {
+        Some(chunk) => chunk.map_err(|e| classify(url, &e))?,
+        None => Bytes::new(),
+    };
+    if (whole.len() as u64) < expected {
+        // In pieces: gathered until the announced length is reached or
+        // passed (a body of another length is refused below).
+        let mut buf = BytesMut::with_capacity(usize::try_from(expected).unwrap_or(0));
+        buf.extend_from_slice(&whole);
+        while let Some(chunk) = body.next().await {
+            buf.extend_from_slice(&chunk.map_err(|e| classify(url, &e))?);
+            if buf.len() as u64 > expected {
+                break;
             }
         }
-        let got = first.as_ref().map_or(buf.len(), Bytes::len) as u64;
-        if got > expected {
-            break;
-        }
+        whole = buf.freeze();
     }
-    let body = first.unwrap_or_else(|| buf.freeze());
-    if body.len() as u64 != expected {
+    if whole.len() as u64 != expected {
         return Err(UpstreamError::Truncated {
             expected,
-            got: body.len() as u64,
+            got: whole.len() as u64,
         }
         .into());
     }
-    Ok(body)
+    Ok(whole)
 }
 
 /// Runs a body check off the async workers; a refusal is a corrupt package

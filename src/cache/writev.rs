@@ -9,6 +9,8 @@ use std::io::{self, IoSlice, Write};
 pub fn write_all_parts(out: &mut impl Write, head: &[u8], body: &[u8]) -> io::Result<()> {
     let mut parts = [IoSlice::new(head), IoSlice::new(body)];
     let mut left: &mut [IoSlice<'_>] = &mut parts;
+    // Drops empty parts up front: nothing to write then means no call
+    // (whose `Ok(0)` would read as a writer that takes nothing).
     IoSlice::advance_slices(&mut left, 0);
     while !left.is_empty() {
         match out.write_vectored(left) {
