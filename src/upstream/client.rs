@@ -10,7 +10,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use url::Url;
 
-use super::response::{Response, Timed};
+use super::response::{timed_out, Response, Timed};
 use super::{host_of, UpstreamError};
 
 type Pool = hyper_util::client::legacy::Client<
@@ -90,16 +90,9 @@ impl Client {
 
 /// The typed error of a request that got no response head.
 fn send_error(url: &Url, e: &hyper_util::client::legacy::Error) -> UpstreamError {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::TimedOut {
-                return UpstreamError::Timeout(host_of(url));
-            }
-        }
-        source = err.source();
-    }
-    if e.is_connect() {
+    if timed_out(e) {
+        UpstreamError::Timeout(host_of(url))
+    } else if e.is_connect() {
         UpstreamError::Connect(host_of(url))
     } else {
         UpstreamError::Io(host_of(url))

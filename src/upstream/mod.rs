@@ -62,7 +62,7 @@ pub enum UpstreamError {
 }
 
 /// The most of an upstream's refusal read for its message.
-const REFUSAL_READ: usize = 1024;
+pub const REFUSAL_READ: usize = 1024;
 /// The most of that message passed on.
 const REFUSAL_SHOWN: usize = 200;
 

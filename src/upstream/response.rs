@@ -74,7 +74,7 @@ impl Response {
     }
 }
 
-/// A response body that fails with `TimedOut` once the upstream has sent
+/// A response body that fails with `BodyError::Timeout` once the upstream has sent
 /// nothing for `limit` while it is being read. Silence is counted from the
 /// moment a read starts waiting, so a reader that pauses (a slow client
 /// downstream) never times the upstream out.
@@ -137,14 +137,25 @@ impl Body for Timed {
 /// hyper's body error, typed: a timeout anywhere in its sources (a TLS or
 /// TCP read that timed out) or else a broken connection or framing.
 fn body_error(e: hyper::Error) -> BodyError {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    if timed_out(&e) {
+        BodyError::Timeout
+    } else {
+        BodyError::Io(e.to_string())
+    }
+}
+
+/// Whether an I/O timeout is among `e` and its sources (hyper and
+/// hyper-util wrap the socket's error).
+pub(super) fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
     while let Some(err) = source {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::TimedOut {
-                return BodyError::Timeout;
-            }
+        if err
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
         }
         source = err.source();
     }
-    BodyError::Io(e.to_string())
+    false
 }

@@ -296,12 +296,11 @@ async fn fetch(client: &reqwest::Client, base: &Url, p: &Package) -> Outcome {
     }
 }
 
-/// A reqwest error with its causes: its own message ("error sending request
-/// for url ...") hides whether it was a refused connection or a reset.
-/// The first line of a refusal's plain-text body (read from at most 1 KiB).
+/// The first line of a refusal's plain-text body, as feedcache itself
+/// passes an upstream's on (`upstream::first_line`, over this client's type).
 async fn first_line(mut resp: reqwest::Response) -> String {
     let mut body = Vec::new();
-    while body.len() < 1024 {
+    while body.len() < crate::upstream::REFUSAL_READ {
         match resp.chunk().await {
             Ok(Some(c)) => body.extend_from_slice(&c),
             _ => break,
@@ -310,6 +309,8 @@ async fn first_line(mut resp: reqwest::Response) -> String {
     crate::upstream::first_line_of(&body)
 }
 
+/// A reqwest error with its causes: its own message ("error sending request
+/// for url ...") hides whether it was a refused connection or a reset.
 fn describe(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         return "timed out".into();
