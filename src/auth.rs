@@ -1,6 +1,8 @@
 //! Client authentication: which key a request presents, and whether the
 //! route lets it through. Off when no client keys are configured.
 
+use std::borrow::Cow;
+
 use base64::Engine;
 
 use crate::error::AppError;
@@ -42,18 +44,20 @@ impl Auth {
 
     /// Lets a request through, or says how to refuse it: 401 with a Basic
     /// challenge for NuGet clients (they only send stored credentials after
-    /// one), 403 for ProGet's APIs, as ProGet itself answers.
-    pub fn check(
+    /// one), 403 for ProGet's APIs, as ProGet itself answers. `headers` is
+    /// asked for only when a key is to be checked: a request read in place
+    /// has no header map to lend until one is built for it.
+    pub fn check<'h>(
         &self,
         class: AuthClass,
-        headers: &http::HeaderMap,
+        headers: impl FnOnce() -> Cow<'h, http::HeaderMap>,
         query_key: Option<&str>,
     ) -> Result<(), AppError> {
         if class == AuthClass::Admin {
             let Some(admin) = &self.admin else {
                 return Err(AppError::NotFound);
             };
-            let ok = presented(headers, query_key)
+            let ok = presented(&headers(), query_key)
                 .iter()
                 .any(|p| admin.matches(p));
             return if ok { Ok(()) } else { Err(AppError::Forbidden) };
@@ -62,6 +66,7 @@ impl Auth {
             let Some(secret) = &self.cluster else {
                 return Err(AppError::NotFound);
             };
+            let headers = headers();
             let shown = headers
                 .get(crate::upstream::CLUSTER_HEADER)
                 .and_then(|v| v.to_str().ok());
@@ -73,7 +78,7 @@ impl Auth {
         if !self.enabled() || class == AuthClass::Public {
             return Ok(());
         }
-        let ok = presented(headers, query_key)
+        let ok = presented(&headers(), query_key)
             .iter()
             .any(|p| self.keys.iter().any(|k| k.matches(p)));
         match (ok, class) {
@@ -129,6 +134,11 @@ mod tests {
         Auth::new(Secret::list("good-key"))
     }
 
+    /// `check` with a header map at hand.
+    fn chk(a: &Auth, c: AuthClass, h: &http::HeaderMap, q: Option<&str>) -> Result<(), AppError> {
+        a.check(c, || Cow::Borrowed(h), q)
+    }
+
     fn h(pairs: &[(&'static str, &str)]) -> http::HeaderMap {
         let mut m = http::HeaderMap::new();
         for (k, v) in pairs {
@@ -149,13 +159,11 @@ mod tests {
         );
         let a = auth();
         let c = AuthClass::Forbidden;
-        assert!(a.check(c, &h(&[("x-apikey", "good-key")]), None).is_ok());
-        assert!(a
-            .check(c, &h(&[("x-nuget-apikey", "good-key")]), None)
-            .is_ok());
-        assert!(a.check(c, &h(&[("authorization", &basic)]), None).is_ok());
+        assert!(chk(&a, c, &h(&[("x-apikey", "good-key")]), None).is_ok());
+        assert!(chk(&a, c, &h(&[("x-nuget-apikey", "good-key")]), None).is_ok());
+        assert!(chk(&a, c, &h(&[("authorization", &basic)]), None).is_ok());
         // The query's credential, as `Query::credential` found it.
-        assert!(a.check(c, &h(&[]), Some("good-key")).is_ok());
+        assert!(chk(&a, c, &h(&[]), Some("good-key")).is_ok());
         let refused = [
             (h(&[]), None),
             (h(&[("x-apikey", "bad")]), None),
@@ -164,13 +172,13 @@ mod tests {
             (h(&[]), Some("bad")),
         ];
         for (headers, q) in refused {
-            assert!(matches!(a.check(c, &headers, q), Err(AppError::Forbidden)));
+            assert!(matches!(chk(&a, c, &headers, q), Err(AppError::Forbidden)));
             assert!(matches!(
-                a.check(AuthClass::Challenge, &headers, q),
+                chk(&a, AuthClass::Challenge, &headers, q),
                 Err(AppError::Unauthorized)
             ));
-            assert!(a.check(AuthClass::Public, &headers, q).is_ok());
+            assert!(chk(&a, AuthClass::Public, &headers, q).is_ok());
         }
-        assert!(Auth::new(vec![]).check(c, &h(&[]), None).is_ok());
+        assert!(chk(&Auth::new(vec![]), c, &h(&[]), None).is_ok());
     }
 }

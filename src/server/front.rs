@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use pingora::apps::ServerApp;
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
@@ -21,7 +21,8 @@ use pingora::time::fast_timeout::fast_timeout;
 use tokio::io::AsyncReadExt;
 
 use super::conns::{Conns, Slot};
-use super::Handler;
+use super::request::{parse_plain, PLAIN_FIELDS};
+use super::{Conn, Handler, Left, Outcome, Pending};
 
 /// Bytes read at once for the start of a request: a NuGet GET fits.
 const FIRST_READ: usize = 4096;
@@ -42,6 +43,17 @@ pub struct Front {
     pub handler: Arc<Handler>,
     pub conns: Arc<Conns>,
     pub deadlines: Deadlines,
+}
+
+/// How a request read in place (`serve_plain`) went.
+enum Plain {
+    /// Answered; the connection carries the next request (`keep`), which
+    /// may have begun after the first `len` bytes.
+    Done { len: usize, keep: bool },
+    /// Answered, but the reply needs a pingora session to be written.
+    Rest(Box<(Pending, Outcome)>),
+    /// Not a plain request: pingora reads it.
+    No,
 }
 
 /// How waiting for a request ended.
@@ -86,12 +98,31 @@ impl Front {
     async fn serve_http1(&self, mut stream: Stream, slot: &Slot, shutdown: &ShutdownWatch) {
         let mut first = true;
         // Bytes of the next request read along with the last one (a client
-        // that pipelines); pingora hands them back when a session ends.
+        // that pipelines), or the emptied buffer of the last one to read
+        // into again.
         let mut prefix: Option<BytesMut> = None;
         loop {
-            let (next, mut session) = self
-                .next_request(stream, prefix.take(), slot, first, shutdown)
-                .await;
+            let Some(mut start) = self
+                .first_bytes(&mut stream, prefix.take(), slot, first)
+                .await
+            else {
+                return;
+            };
+            first = false;
+            let mut pending = None;
+            if holds_whole_header(&start) {
+                match self.serve_plain(&mut stream, &start, shutdown).await {
+                    Plain::Done { len, keep: true } => {
+                        start.advance(len);
+                        prefix = Some(start);
+                        continue;
+                    }
+                    Plain::Done { keep: false, .. } => return,
+                    Plain::Rest(rest) => pending = Some(*rest),
+                    Plain::No => {}
+                }
+            }
+            let (next, mut session) = self.read_request(stream, start, slot, shutdown).await;
             match next {
                 Next::Request => {}
                 Next::Close => return,
@@ -101,12 +132,20 @@ impl Front {
                     return;
                 }
             }
-            first = false;
             if *shutdown.borrow() {
                 session.set_keepalive(None);
             }
-            let plain = session.digest().is_none_or(|d| d.ssl_digest.is_none());
-            let mut out = self.handler.serve(&mut session, Some(plain)).await;
+            let mut out = match pending {
+                // Answered already; only the writing needs the session.
+                Some((rest, mut out)) => {
+                    self.handler.write(&mut session, rest, &mut out).await;
+                    out
+                }
+                None => {
+                    let plain = session.digest().is_none_or(|d| d.ssl_digest.is_none());
+                    self.handler.serve(&mut session, Some(plain)).await
+                }
+            };
             let Some(raw) = out.raw.take() else {
                 let req = session.req_header();
                 self.handler.log(&req.method, req.uri.path(), &out);
@@ -148,16 +187,48 @@ impl Front {
         }
     }
 
-    /// Waits for the next request header within the deadlines, giving way
-    /// when the connection is shed or the server shuts down.
-    async fn next_request(
+    /// Answers a plain request (`request::parse_plain`) read in place from
+    /// `start`, without a pingora session, as far as it can.
+    async fn serve_plain(
         &self,
-        mut stream: Stream,
+        stream: &mut Stream,
+        start: &[u8],
+        shutdown: &ShutdownWatch,
+    ) -> Plain {
+        let mut fields = [httparse::EMPTY_HEADER; PLAIN_FIELDS];
+        let Some(p) = parse_plain(start, &mut fields, stream) else {
+            return Plain::No;
+        };
+        let conn = Conn {
+            plain: !p.req.tls(),
+            keep: p.keep && !*shutdown.borrow(),
+        };
+        let (mut out, raw) = match self.handler.answer(&p.req, Some(conn)).await {
+            (out, Left::Raw(raw)) => (out, raw),
+            (out, Left::Session(rest)) => return Plain::Rest(Box::new((rest, out))),
+        };
+        let keep = raw.keep;
+        let mut sent = 0;
+        if let Err(e) = super::raw::write(stream, raw, &mut sent, self.deadlines.send).await {
+            out.failed(sent, e);
+        }
+        self.handler.log(&p.req.method, p.req.path, &out);
+        Plain::Done {
+            len: p.len,
+            keep: keep && out.reusable(),
+        }
+    }
+
+    /// Waits for the first bytes of the next request within the deadlines,
+    /// giving way when the connection is shed or the server shuts down.
+    /// `None`: closed, idle too long, shed or shutting down.
+    async fn first_bytes(
+        &self,
+        stream: &mut Stream,
         prefix: Option<BytesMut>,
         slot: &Slot,
         first: bool,
-        shutdown: &ShutdownWatch,
-    ) -> (Next, ServerSession) {
+    ) -> Option<BytesMut> {
         // Idle: wait for the first byte (a fresh connection gets the header
         // deadline for it, a kept-alive one the idle deadline).
         let idle = if first {
@@ -172,28 +243,42 @@ impl Front {
         // wait through the slot (`conns.rs`): no timer per wait (a tokio
         // timer here armed a kernel hrtimer on every idle wait, measured at
         // c1: ~15% of the CPU; pingora's coarse one still cost ~3%).
-        let prefix = match prefix.filter(|p| !p.is_empty()) {
+        let mut start = match prefix {
             // The next request has begun already.
-            Some(p) => Some(p),
-            None => {
-                let waiting = slot.waiting(Some(idle));
-                let mut start = BytesMut::with_capacity(FIRST_READ);
-                let got = tokio::select! {
-                    biased;
-                    r = stream.read_buf(&mut start) => Some(r),
-                    _ = waiting.shed() => None,
-                };
-                matches!(got, Some(Ok(n)) if n > 0).then_some(start)
+            Some(p) if !p.is_empty() => return Some(p),
+            // The last request's buffer, read into again.
+            Some(mut p) => {
+                p.clear();
+                p.reserve(FIRST_READ);
+                p
             }
+            None => BytesMut::with_capacity(FIRST_READ),
         };
+        let waiting = slot.waiting(Some(idle));
+        let got = tokio::select! {
+            biased;
+            r = stream.read_buf(&mut start) => Some(r),
+            _ = waiting.shed() => None,
+        };
+        matches!(got, Some(Ok(n)) if n > 0).then_some(start)
+    }
+
+    /// Reads the request that begins with `prefix` through a pingora
+    /// session, under the header deadline.
+    async fn read_request(
+        &self,
+        stream: Stream,
+        prefix: BytesMut,
+        slot: &Slot,
+        shutdown: &ShutdownWatch,
+    ) -> (Next, ServerSession) {
         let mut session = ServerSession::new_http1(stream);
         let idle_secs = self.deadlines.idle.as_secs().max(1);
         session.set_keepalive((!*shutdown.borrow()).then_some(idle_secs));
         // Per read while a request body is drained before reuse.
         session.set_read_timeout(Some(self.deadlines.header));
         session.set_total_drain_timeout(Some(self.deadlines.header));
-        let (Some(prefix), ServerSession::H1(h1)) = (prefix, &mut session) else {
-            // Closed, idle too long, shed or shutting down.
+        let ServerSession::H1(h1) = &mut session else {
             return (Next::Close, session);
         };
         // Requests a client pipelines are answered in order, not dropped

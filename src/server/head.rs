@@ -55,6 +55,26 @@ impl<'a> Head<'a> {
         self.fields.push((name, value.into()));
     }
 
+    /// The same head owning its values, to outlive what it borrowed from
+    /// (a reply that streams through the session).
+    pub fn into_owned(self) -> Head<'static> {
+        let fields = self
+            .fields
+            .into_iter()
+            .map(|(name, value)| {
+                let value = match value {
+                    Value::Text(t) => Value::Text(Cow::Owned(t.into_owned())),
+                    Value::Num(n) => Value::Num(n),
+                };
+                (name, value)
+            })
+            .collect();
+        Head {
+            status: self.status,
+            fields,
+        }
+    }
+
     /// The head as pingora's header, for its HTTP/1 and HTTP/2 writers
     /// (which add `Date` and, on HTTP/1, `Connection`).
     pub fn to_pingora(&self) -> pingora::Result<Box<ResponseHeader>> {

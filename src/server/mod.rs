@@ -11,6 +11,7 @@ mod head;
 mod range;
 mod raw;
 mod rehome;
+mod request;
 mod respond;
 mod sendfile;
 mod stall;
@@ -37,7 +38,8 @@ use crate::routes::transparent::{is_transparent, map_path};
 pub use conns::Conns;
 use front::{Deadlines, Front};
 use raw::Raw;
-use respond::{write_error, write_reply, Mode, Sendfile, Sent};
+use request::Request;
+use respond::{plan, write_error, write_streamed, Mode, Plan, Sendfile, Sent, Streamed};
 
 /// Per-connection write buffer of TLS connections (see `build`).
 const WRITE_BUFFER: usize = 16 * 1024;
@@ -85,13 +87,6 @@ impl Outcome {
     }
 }
 
-fn header<'a>(s: &'a ServerSession, name: &str) -> Option<&'a str> {
-    s.req_header()
-        .headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-}
-
 impl Handler {
     /// Metrics and the access-log line of a finished request.
     pub fn log(&self, method: &http::Method, path: &str, out: &Outcome) {
@@ -124,9 +119,23 @@ impl Handler {
     /// is left in `Outcome::raw` for the caller to write; `log` records the
     /// request once it is done.
     pub async fn serve(&self, session: &mut ServerSession, h1: Option<bool>) -> Outcome {
-        // Each body write pingora makes (HTTP/2, TLS, streamed fills) waits
-        // for the client at most this long.
-        session.set_write_timeout(Some(self.app.config.connections.send_timeout));
+        let conn = h1.map(|plain| Conn {
+            plain,
+            keep: session.as_http1().is_some_and(|h| h.will_keepalive()),
+        });
+        let (mut out, left) = self.answer(&Request::of_session(session), conn).await;
+        match left {
+            Left::Raw(raw) => out.raw = Some(raw),
+            Left::Session(rest) => self.write(session, rest, &mut out).await,
+        }
+        out
+    }
+
+    /// Routes, authenticates and answers `req`, and decides how the reply
+    /// leaves: on HTTP/1 (`conn`) a reply whose body is at hand is left raw
+    /// for the connection loop to write; the rest needs a pingora session,
+    /// which `write` writes it to.
+    pub async fn answer(&self, req: &Request<'_>, conn: Option<Conn>) -> (Outcome, Left) {
         let mut out = Outcome {
             route: "-",
             cache: "-",
@@ -136,126 +145,154 @@ impl Handler {
             raw: None,
             start: Instant::now(),
         };
-        let uri = session.req_header().uri.clone();
-        let method = session.req_header().method.clone();
         // HTTP/2 carries the host as :authority, not Host.
-        let host = header(session, "host").or_else(|| uri.authority().map(|a| a.as_str()));
+        let host = req.header("host").or(req.authority);
         // Transparent mode: nuget.org's own layout for its own host name.
         let path = if is_transparent(host, &self.app.config.transparent_hosts) {
-            map_path(uri.path())
+            map_path(req.path)
         } else {
-            std::borrow::Cow::Borrowed(uri.path())
+            std::borrow::Cow::Borrowed(req.path)
         };
-        let routed = route(&method, &path, uri.query());
+        let routed = route(&req.method, &path, req.query);
         let reply = match &routed {
             Ok((r, query)) => {
                 out.route = r.kind();
-                let headers = &session.req_header().headers;
-                match self
-                    .app
-                    .auth
-                    .check(r.auth_class(), headers, query.credential())
-                {
+                let checked =
+                    self.app
+                        .auth
+                        .check(r.auth_class(), || req.header_map(), query.credential());
+                match checked {
                     Ok(()) => self.app.handle(r, query.clean()).await,
                     Err(e) => Err(e),
                 }
             }
             Err(e) => Err(AppError::from(e.clone())),
         };
-        let written = match reply {
-            Ok(reply) => {
-                out.cache = reply.cache;
-                out.tier = match &reply.body {
-                    // Fetched for this request, answered from memory.
-                    Body::Bytes(_) if reply.cache == "MISS" => "upstream",
-                    Body::Bytes(_) | Body::Template { .. } => "memory",
-                    Body::Disk(_) => "disk",
-                    Body::Fill(..) | Body::Stream(..) => "upstream",
-                    Body::Extract(_) => "package",
-                };
-                // Only rewritten documents need the base URL; skip the work
-                // on the package path.
-                let base = if reply.meta.templated {
-                    // Forwarded headers only from a configured reverse proxy:
-                    // anyone else could make feedcache write their host
-                    // into the URLs it serves.
-                    let peer = session
-                        .client_addr()
-                        .and_then(|a| a.as_inet())
-                        .map(|a| a.ip());
-                    let fwd = |name| {
-                        self.app
-                            .config
-                            .trusts(peer)
-                            .then(|| header(session, name))
-                            .flatten()
-                    };
-                    public_base(
-                        self.app.config.public_url.as_ref().map(url::Url::as_str),
-                        fwd("x-forwarded-proto"),
-                        fwd("x-forwarded-host"),
-                        host,
-                        &self.fallback_host,
-                        session.digest().is_some_and(|d| d.ssl_digest.is_some()),
-                    )
-                } else {
-                    String::new()
-                };
-                let mode = match h1 {
-                    Some(plain) => Mode::H1 {
-                        keep: session.as_http1().is_some_and(|h| h.will_keepalive()),
-                        sendfile: match (plain, self.app.config.sendfile) {
-                            (false, _) => Sendfile::Never,
-                            (true, false) => Sendfile::Unmapped,
-                            (true, true) => Sendfile::Always,
-                        },
-                    },
-                    None => Mode::Session,
-                };
-                write_reply(session, reply, &base, mode).await
-            }
+        let reply = match reply {
+            Ok(reply) => reply,
             Err(e) => {
                 if e.deserves_warning() {
-                    tracing::warn!(path = uri.path(), error = %e, "request failed");
+                    tracing::warn!(path = req.path, error = %e, "request failed");
                 }
-                write_error(session, &e).await.map(|sent| (sent, None))
+                return (out, Left::Session(Pending::Error(e)));
             }
         };
-        match written {
-            Ok((sent, raw)) => {
+        out.cache = reply.cache;
+        out.tier = match &reply.body {
+            // Fetched for this request, answered from memory.
+            Body::Bytes(_) if reply.cache == "MISS" => "upstream",
+            Body::Bytes(_) | Body::Template { .. } => "memory",
+            Body::Disk(_) => "disk",
+            Body::Fill(..) | Body::Stream(..) => "upstream",
+            Body::Extract(_) => "package",
+        };
+        // Only rewritten documents need the base URL; skip the work on the
+        // package path.
+        let base = if reply.meta.templated {
+            // Forwarded headers only from a configured reverse proxy: anyone
+            // else could make feedcache write their host into the URLs it
+            // serves.
+            let trusted = self.app.config.trusts(req.peer());
+            let fwd = |name| trusted.then(|| req.header(name)).flatten();
+            public_base(
+                self.app.config.public_url.as_ref().map(url::Url::as_str),
+                fwd("x-forwarded-proto"),
+                fwd("x-forwarded-host"),
+                host,
+                &self.fallback_host,
+                req.tls(),
+            )
+        } else {
+            String::new()
+        };
+        let mode = match conn {
+            Some(c) => Mode::H1 {
+                keep: c.keep,
+                sendfile: match (c.plain, self.app.config.sendfile) {
+                    (false, _) => Sendfile::Never,
+                    (true, false) => Sendfile::Unmapped,
+                    (true, true) => Sendfile::Always,
+                },
+            },
+            None => Mode::Session,
+        };
+        match plan(reply, req, &base, mode) {
+            Plan::Raw(sent, raw) => {
                 out.sent = sent;
-                out.raw = raw;
+                (out, Left::Raw(raw))
             }
-            Err(e) => {
-                // The client went away mid-response, or the body could not be
-                // completed: the connection must not be reused, and once a
-                // header is out the only honest signal is to drop it.
-                let gone = matches!(
-                    e.etype(),
-                    ErrorType::WriteError | ErrorType::ConnectionClosed
-                );
-                if gone {
-                    tracing::debug!(path = uri.path(), error = %e, "client gone");
-                }
-                session.set_keepalive(None);
-                if let Some(h) = session.response_written() {
-                    // Logged as sent, with the bytes that made it (as nginx).
-                    out.sent.status = h.status.as_u16();
-                    out.sent.bytes = session.body_bytes_sent() as u64;
-                } else if gone {
-                    // Closed before the header: nginx's 499.
-                    out.sent.status = CLIENT_CLOSED;
-                } else {
-                    // Nothing went out yet (a header we could not build): a
-                    // fault of ours, answered rather than dropped.
-                    let _ = session.respond_error(500).await;
-                    out.sent.status = 500;
-                }
-                out.error = Some(e);
-            }
+            Plan::Session(s) => (out, Left::Session(Pending::Streamed(s))),
+            Plan::Error(e) => (out, Left::Session(Pending::Error(e))),
         }
-        out
     }
+
+    /// Writes what `answer` left for the session, recording in `out` what
+    /// went out.
+    pub async fn write(&self, session: &mut ServerSession, rest: Pending, out: &mut Outcome) {
+        // Each body write pingora makes (HTTP/2, TLS, streamed fills) waits
+        // for the client at most this long.
+        session.set_write_timeout(Some(self.app.config.connections.send_timeout));
+        let written = match rest {
+            Pending::Streamed(s) => write_streamed(session, s).await,
+            Pending::Error(e) => write_error(session, &e).await,
+        };
+        let e = match written {
+            Ok(sent) => {
+                out.sent = sent;
+                return;
+            }
+            Err(e) => e,
+        };
+        // The client went away mid-response, or the body could not be
+        // completed: the connection must not be reused, and once a header is
+        // out the only honest signal is to drop it.
+        let gone = matches!(
+            e.etype(),
+            ErrorType::WriteError | ErrorType::ConnectionClosed
+        );
+        if gone {
+            let path = session.req_header().uri.path();
+            tracing::debug!(path, error = %e, "client gone");
+        }
+        session.set_keepalive(None);
+        if let Some(h) = session.response_written() {
+            // Logged as sent, with the bytes that made it (as nginx).
+            out.sent.status = h.status.as_u16();
+            out.sent.bytes = session.body_bytes_sent() as u64;
+        } else if gone {
+            // Closed before the header: nginx's 499.
+            out.sent.status = CLIENT_CLOSED;
+        } else {
+            // Nothing went out yet (a header we could not build): a fault of
+            // ours, answered rather than dropped.
+            let _ = session.respond_error(500).await;
+            out.sent.status = 500;
+        }
+        out.error = Some(e);
+    }
+}
+
+/// An HTTP/1 connection, for `Handler::answer`.
+#[derive(Debug, Clone, Copy)]
+pub struct Conn {
+    /// Plain TCP (not TLS): large bodies may go by `sendfile`.
+    pub plain: bool,
+    /// The connection stays open after this reply.
+    pub keep: bool,
+}
+
+/// What `Handler::answer` left to be written.
+pub enum Left {
+    /// By the connection loop itself.
+    Raw(Raw),
+    /// Through a pingora session (`Handler::write`).
+    Session(Pending),
+}
+
+/// A reply `Handler::answer` left for a pingora session to write.
+pub enum Pending {
+    Streamed(Streamed),
+    Error(AppError),
 }
 
 /// HTTP/2 streams (pingora's HTTP/2 server calls this once per stream).

@@ -1,5 +1,6 @@
-//! Writes a `Reply` or an `AppError` to a pingora session: conditional and
-//! range requests, HEAD, and streaming from memory, disk or a running fill.
+//! How a `Reply` answers a request (`plan`: conditional and range requests,
+//! HEAD, raw or through the session), and writing it or an `AppError` to a
+//! pingora session: streaming from memory, disk or a running fill.
 
 use std::borrow::Cow;
 
@@ -13,6 +14,7 @@ use pingora::protocols::http::ServerSession as Session;
 use super::head::Head;
 use super::range::{none_match, parse_range, RangeAsk};
 use super::raw::{Raw, RawBody};
+use super::request::Request;
 use super::sendfile::{FileBody, SENDFILE_MIN};
 use crate::app::{Body, Reply};
 use crate::cache::read_at;
@@ -73,24 +75,32 @@ pub struct Sent {
     pub bytes: u64,
 }
 
-fn req_header(session: &Session, name: header::HeaderName) -> Option<&str> {
-    session
-        .req_header()
-        .headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
+/// How a successful reply leaves, decided before anything is written.
+pub enum Plan {
+    /// Written by the connection loop itself (HTTP/1, a body at hand).
+    Raw(Sent, Raw),
+    /// Through the pingora session (`write_streamed`).
+    Session(Streamed),
+    /// An error response instead (a range that cannot be satisfied).
+    Error(AppError),
 }
 
-/// Writes a successful reply. An `Err` after the header went out means the
-/// body could not be completed; the caller must drop the connection. With
-/// `Mode::H1`, a body at hand is not written but returned with its head, for
-/// the connection loop to write.
-pub async fn write_reply(
-    session: &mut Session,
-    reply: Reply,
-    public_base: &str,
-    mode: Mode,
-) -> Result<(Sent, Option<Raw>)> {
+/// A reply for the pingora session: HTTP/2, a body that streams in, or a
+/// head only pingora may write.
+pub struct Streamed {
+    head: Head<'static>,
+    body: Body,
+    start: u64,
+    len: Option<u64>,
+    /// HEAD or 304: the head alone.
+    head_only: bool,
+}
+
+/// Decides how `reply` answers `req`: its head (validators, range), and
+/// whether it leaves raw (`Mode::H1` and a body at hand) or through the
+/// session. Nothing is written yet, so a request read without a pingora
+/// session (`request::parse_plain`) needs one only when this says so.
+pub fn plan(reply: Reply, req: &Request<'_>, public_base: &str, mode: Mode) -> Plan {
     let Reply {
         meta,
         body,
@@ -114,7 +124,7 @@ pub async fn write_reply(
         }
         other => (other, Cow::Borrowed(meta.etag.as_str())),
     };
-    let is_head = session.req_header().method == http::Method::HEAD;
+    let is_head = req.method == http::Method::HEAD;
 
     let mut head = Head::new(200);
     head.push("X-Content-Type-Options", "nosniff");
@@ -132,17 +142,22 @@ pub async fn write_reply(
         head.push("X-Feedcache-Missing", m.as_str());
     }
 
-    if none_match(req_header(session, header::IF_NONE_MATCH), &etag) {
+    if none_match(req.header("if-none-match"), &etag) {
         head.status = 304;
         let sent = Sent {
             status: 304,
             bytes: 0,
         };
         if let Some(raw) = raw_reply(&head, RawBody::None, mode) {
-            return Ok((sent, Some(raw)));
+            return Plan::Raw(sent, raw);
         }
-        session.write_response_header(head.to_pingora()?).await?;
-        return Ok((sent, None));
+        return Plan::Session(Streamed {
+            head: head.into_owned(),
+            body,
+            start: 0,
+            len: None,
+            head_only: true,
+        });
     }
     head.push("Content-Type", meta.content_type.as_str());
     if let Some(enc) = &meta.content_encoding {
@@ -160,13 +175,10 @@ pub async fn write_reply(
     // Extracted files are inflated front to back, so they are sent whole too.
     let ask = match (&body, total) {
         (Body::Fill(..) | Body::Stream(..) | Body::Extract(_), _) | (_, None) => RangeAsk::Full,
-        (_, Some(len)) => parse_range(req_header(session, header::RANGE), len),
+        (_, Some(len)) => parse_range(req.header("range"), len),
     };
     let (start, len) = match (ask, total) {
-        (RangeAsk::Unsatisfiable, Some(t)) => {
-            let sent = write_error(session, &AppError::RangeNotSatisfiable(t)).await?;
-            return Ok((sent, None));
-        }
+        (RangeAsk::Unsatisfiable, Some(t)) => return Plan::Error(AppError::RangeNotSatisfiable(t)),
         (RangeAsk::Partial(a, b), Some(t)) => {
             head.status = 206;
             head.push("Content-Range", format!("bytes {a}-{b}/{t}"));
@@ -181,7 +193,7 @@ pub async fn write_reply(
         Some(n) => head.push("Content-Length", n),
         // HTTP/1.1 needs chunked framing to show where an unknown-length body
         // ends (and that it ended); HTTP/2 frames it itself.
-        None if !session.is_http2() => head.push("Transfer-Encoding", "chunked"),
+        None if !req.http2 => head.push("Transfer-Encoding", "chunked"),
         None => {}
     }
     let status = head.status;
@@ -210,11 +222,32 @@ pub async fn write_reply(
     };
     let bytes = if is_head { 0 } else { len.unwrap_or(0) };
     if let Some(raw) = at_hand.and_then(|b| raw_reply(&head, b, mode)) {
-        return Ok((Sent { status, bytes }, Some(raw)));
+        return Plan::Raw(Sent { status, bytes }, raw);
     }
+    Plan::Session(Streamed {
+        head: head.into_owned(),
+        body,
+        start,
+        len,
+        head_only: is_head,
+    })
+}
+
+/// Writes a `Plan::Session` reply. An `Err` after the header went out
+/// means the body could not be completed; the caller must drop the
+/// connection.
+pub async fn write_streamed(session: &mut Session, reply: Streamed) -> Result<Sent> {
+    let Streamed {
+        head,
+        body,
+        start,
+        len,
+        head_only,
+    } = reply;
+    let status = head.status;
     session.write_response_header(head.to_pingora()?).await?;
-    if is_head {
-        return Ok((Sent { status, bytes: 0 }, None));
+    if head_only {
+        return Ok(Sent { status, bytes: 0 });
     }
 
     let mut sent = 0u64;
@@ -307,13 +340,10 @@ pub async fn write_reply(
             }
         },
     }
-    Ok((
-        Sent {
-            status,
-            bytes: sent,
-        },
-        None,
-    ))
+    Ok(Sent {
+        status,
+        bytes: sent,
+    })
 }
 
 /// `n` bytes of `b` from `start`, within its bounds.
