@@ -361,6 +361,68 @@ async fn large_disk_entries_sent(conf: &str) {
     assert_eq!(up.hits(path), 1);
 }
 
+/// A plain GET/HEAD is read in place and anything unusual by pingora
+/// (`server/request.rs`); both must answer alike. More header fields than
+/// the in-place reader takes send the same request down pingora's path.
+#[tokio::test]
+async fn requests_read_in_place_and_by_pingora_are_answered_alike() {
+    let (up, proxy, _dir, _body) = setup().await;
+    up.set(
+        "/v3-flatcontainer/small.pkg/1.0.0/small.pkg.1.0.0.nupkg",
+        Behavior::bytes(blob(2_000, 3)),
+    );
+    let big = "/v3/flatcontainer/demo.pkg/1.0.0/demo.pkg.1.0.0.nupkg";
+    let little = "/v3/flatcontainer/small.pkg/1.0.0/small.pkg.1.0.0.nupkg";
+    for p in [big, little, "/v3/index.json"] {
+        assert_eq!(get(&proxy.url(p)).await.0, 200);
+    }
+    let etag = get(&proxy.url(little)).await.1["etag"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let asks = [
+        ("GET", big, String::new()),
+        ("HEAD", little, String::new()),
+        ("GET", little, "Range: bytes=0-9\r\n".to_owned()),
+        ("GET", little, "Range: bytes=99999-\r\n".to_owned()),
+        ("GET", little, format!("If-None-Match: {etag}\r\n")),
+        ("GET", "/v3/index.json", String::new()),
+        (
+            "GET",
+            "/v3/flatcontainer/none.pkg/index.json",
+            String::new(),
+        ),
+        (
+            "GET",
+            "/v3/flatcontainer/Demo.Pkg/1.00/demo.pkg.1.0.0.nupkg?x=%41",
+            String::new(),
+        ),
+    ];
+    let padding: String = (0..40).map(|i| format!("X-Pad-{i}: v\r\n")).collect();
+    let addr = proxy.base.trim_start_matches("http://").to_owned();
+    for (method, path, extra) in &asks {
+        let mut answers = Vec::new();
+        for pad in ["", padding.as_str()] {
+            let mut s = within(tokio::net::TcpStream::connect(&addr)).await.unwrap();
+            let req = format!(
+                "{method} {path} HTTP/1.1\r\nHost: x\r\n{extra}{pad}Connection: close\r\n\r\n"
+            );
+            use tokio::io::AsyncWriteExt;
+            within(s.write_all(req.as_bytes())).await.unwrap();
+            let (status, mut headers, body) = read_response(
+                &mut s,
+                &mut Vec::new(),
+                *method == "HEAD" || req.contains("If-None"),
+            )
+            .await;
+            headers.remove("date");
+            answers.push((status, headers, body));
+        }
+        assert!(answers[0].0 != 0, "{method} {path}");
+        assert_eq!(answers[0], answers[1], "{method} {path} {extra}");
+    }
+}
+
 /// Reads one response off `s` (after `buf`'s leftovers): status, headers
 /// (names lowercased) and, unless `head`, the body of its Content-Length.
 async fn read_response(
