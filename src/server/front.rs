@@ -21,6 +21,7 @@ use pingora::time::fast_timeout::fast_timeout;
 use tokio::io::AsyncReadExt;
 
 use super::conns::{Conns, Slot};
+use super::raw::Raw;
 use super::request::{parse_plain, PLAIN_FIELDS};
 use super::{Conn, Handler, Left, Outcome, Pending};
 
@@ -165,8 +166,7 @@ impl Front {
                 return;
             };
             let (method, uri) = (h1.req_header().method.clone(), h1.req_header().uri.clone());
-            let keep = raw.keep;
-            if keep {
+            if raw.keep {
                 match h1.reuse().await {
                     Ok(Some(reusable)) => (stream, prefix) = reusable.into_parts(),
                     _ => return,
@@ -174,17 +174,32 @@ impl Front {
             } else {
                 stream = h1.into_inner();
             }
-            let mut sent = 0;
-            if let Err(e) =
-                super::raw::write(&mut stream, raw, &mut sent, self.deadlines.send).await
+            if !self
+                .send_raw(&mut stream, raw, out, &method, uri.path())
+                .await
             {
-                out.failed(sent, e);
-            }
-            self.handler.log(&method, uri.path(), &out);
-            if !keep || !out.reusable() {
                 return;
             }
         }
+    }
+
+    /// Writes a raw reply and logs the request; whether the connection
+    /// carries another request.
+    async fn send_raw(
+        &self,
+        stream: &mut Stream,
+        raw: Raw,
+        mut out: Outcome,
+        method: &http::Method,
+        path: &str,
+    ) -> bool {
+        let keep = raw.keep;
+        let mut sent = 0;
+        if let Err(e) = super::raw::write(stream, raw, &mut sent, self.deadlines.send).await {
+            out.failed(sent, e);
+        }
+        self.handler.log(method, path, &out);
+        keep && out.reusable()
     }
 
     /// Answers a plain request (`request::parse_plain`) read in place from
@@ -203,20 +218,14 @@ impl Front {
             plain: !p.req.tls(),
             keep: p.keep && !*shutdown.borrow(),
         };
-        let (mut out, raw) = match self.handler.answer(&p.req, Some(conn)).await {
+        let (out, raw) = match self.handler.answer(&p.req, Some(conn)).await {
             (out, Left::Raw(raw)) => (out, raw),
             (out, Left::Session(rest)) => return Plain::Rest(Box::new((rest, out))),
         };
-        let keep = raw.keep;
-        let mut sent = 0;
-        if let Err(e) = super::raw::write(stream, raw, &mut sent, self.deadlines.send).await {
-            out.failed(sent, e);
-        }
-        self.handler.log(&p.req.method, p.req.path, &out);
-        Plain::Done {
-            len: p.len,
-            keep: keep && out.reusable(),
-        }
+        let keep = self
+            .send_raw(stream, raw, out, &p.req.method, p.req.path)
+            .await;
+        Plain::Done { len: p.len, keep }
     }
 
     /// Waits for the first bytes of the next request within the deadlines,
