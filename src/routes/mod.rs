@@ -376,6 +376,15 @@ fn decode_segments(path: &str) -> Result<Vec<std::borrow::Cow<'_, str>>, RouteEr
             }
             return Err(RouteError::NotFound);
         }
+        // Nearly every segment is plain ASCII with nothing to decode: one
+        // pass over its bytes says so, and it is taken as it is.
+        if raw
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'%' && b != b'\\')
+        {
+            out.push(std::borrow::Cow::Borrowed(raw));
+            continue;
+        }
         let s = percent_decode_str(raw)
             .decode_utf8()
             .map_err(|_| bad("path is not valid UTF-8"))?;

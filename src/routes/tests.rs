@@ -251,3 +251,32 @@ fn methods_and_limits() {
         Err(RouteError::BadRequest(_))
     ));
 }
+
+#[test]
+fn segments_decode_or_are_refused() {
+    let bad_seg = |m: &str| Err(RouteError::BadRequest(m.into()));
+    let table: Vec<(&str, Result<Vec<&str>, RouteError>)> = vec![
+        ("/a/b.c-d_e~f", Ok(vec!["a", "b.c-d_e~f"])),
+        ("/a/", Ok(vec!["a"])),
+        ("/", Ok(vec![])),
+        ("/A%2Bb/%41", Ok(vec!["A+b", "A"])),
+        ("/caf%C3%A9", Ok(vec!["café"])),
+        ("/café", Ok(vec!["café"])),
+        ("/a b", Ok(vec!["a b"])),
+        ("/a//b", Err(RouteError::NotFound)),
+        ("/a%2Fb", bad_seg("invalid path segment")),
+        ("/a%5Cb", bad_seg("invalid path segment")),
+        ("/a\\b", bad_seg("invalid path segment")),
+        ("/a%00b", bad_seg("invalid path segment")),
+        ("/a\tb", bad_seg("invalid path segment")),
+        ("/a%C2%85b", bad_seg("invalid path segment")),
+        ("/a%FFb", bad_seg("path is not valid UTF-8")),
+        ("a", bad_seg("path must start with /")),
+    ];
+    for (path, want) in table {
+        let got =
+            decode_segments(path).map(|v| v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let want = want.map(|v| v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(got, want, "{path}");
+    }
+}
