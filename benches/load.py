@@ -13,6 +13,9 @@ Server CPU per request is read from /proc (utime+stime of the server's whole
 process tree: nginx master+workers, varnishd manager+child, feedcache)
 before and after each wrk run, divided by the requests wrk completed (for
 bodies of 1 MB and more: by bytes read / body size, see loadlib.wrk).
+wrk's own CPU per request is shown beside it: on loopback the kernel's
+work for a transfer lands on whichever side copies the bytes (a server
+writing from memory, or a client reading pages `sendfile` queued).
 Hit runs are checked to cause no origin fetch; cold runs to fetch every key.
 """
 
@@ -201,6 +204,8 @@ def run_rounds(a, b):
                     continue
                 if "requests" in r:
                     r["cpu_us"] = r["cpu_s"] * 1e6 / r["requests"]
+                    r["client_us"] = r["client_cpu_s"] * 1e6 / r["requests"]
+                    r["box_us"] = r["cpu_us"] + r["client_us"]
                     msg = f"{r['rps']:9.0f}/s {r['cpu_us']:8.1f} µs CPU"
                 else:
                     msg = f"{r['seconds']:6.2f} s, {r['complete']} complete, origin {r['origin_fetches']}"
@@ -233,23 +238,24 @@ def report(a, res):
                 notes = [f"origin fetches {sum(col(rs, 'origin_fetches'))}!"] if t != "static" and \
                     sum(col(rs, "origin_fetches")) else []
                 notes += [f"socket errors {sum(col(rs, 'socket_errors'))}"] if sum(col(rs, "socket_errors")) else []
-                m = {k: med(col(rs, k)) for k in ("rps", "p50_ms", "p99_ms", "mb_s", "cpu_us")}
+                m = {k: med(col(rs, k)) for k in ("rps", "p50_ms", "p99_ms", "mb_s", "cpu_us", "client_us")}
                 m["rps_x_static"] = med(ratios(col(rs, "rps"), col(st, "rps")))
                 m["cpu_x_static"] = med(ratios(col(rs, "cpu_us"), col(st, "cpu_us")))
                 summary.setdefault(s, {})[t] = m
                 rows.append([s, t, rng(col(rs, "rps")), f(m["p50_ms"], 2), f(m["p99_ms"], 2), f(m["mb_s"]),
-                             f(m["cpu_us"], 1), f(m["rps_x_static"], 2), f(m["cpu_x_static"], 2),
-                             "; ".join(notes)])
+                             f(m["cpu_us"], 1), f(m["client_us"], 1), f(m["rps_x_static"], 2),
+                             f(m["cpu_x_static"], 2), "; ".join(notes)])
             fc, peers = res[s].get("feedcache"), [res[s].get(p) for p in ("nginx-cache", "varnish")]
             peers = [p for p in peers if p]
             if fc and peers:  # per round: feedcache against the better peer of that round
                 best = [max(x) for x in zip(*[col(p, "rps") for p in peers])]
                 least = [min(x) for x in zip(*[col(p, "cpu_us") for p in peers])]
                 rr, cr = ratios(col(fc, "rps"), best), ratios(col(fc, "cpu_us"), least)
+                box = ratios(col(fc, "box_us"), [min(x) for x in zip(*[col(p, "box_us") for p in peers])])
                 verdict.append([s, med(rr), "req/s ÷ max(nginx-cache, varnish)",
-                                med(cr), "CPU/req ÷ min(nginx-cache, varnish)", rr, cr])
+                                med(cr), "CPU/req ÷ min(nginx-cache, varnish)", rr, cr, box])
         table(["scenario", "target", "req/s", "p50 ms", "p99 ms", "MB/s", "CPU µs/req",
-               "req/s × static", "CPU × static", "notes"], rows)
+               "wrk CPU µs/req", "req/s × static", "CPU × static", "notes"], rows)
     if "cold" in a.scenarios and res["cold"]:
         print(f"Cold misses (wrk c=64, {a.seconds}s, a fresh {COLD_SIZE // 1024} KB key per request "
               "and target; × nginx-cache = median of per-round ratios)\n")
@@ -266,8 +272,9 @@ def report(a, res):
                "CPU × nginx-cache", "origin fetches / request"], rows)
         if "feedcache" in res["cold"] and ref:
             rr, cr = per_round["feedcache"]
+            box = ratios(col(res["cold"]["feedcache"], "box_us"), col(ref, "box_us"))
             verdict.append(["cold", med(rr), "misses/s ÷ nginx-cache", med(cr), "CPU/miss ÷ nginx-cache",
-                            rr, cr])
+                            rr, cr, box])
     if "herd" in a.scenarios:
         print(f"Thundering herd ({a.herd} concurrent clients, one cold 50 MB key; wall time to the "
               "last byte; × static = median of per-round ratios)\n")
@@ -287,12 +294,13 @@ def report(a, res):
         if fc and ngx:
             rr = ratios(col(fc, "seconds"), col(ngx, "seconds"))
             verdict.append(["herd", med(rr), "last-byte wall ÷ nginx-cache (lower is better)", None, "",
-                            rr, []])
+                            rr, [], []])
     if verdict:
         print("Verdict: feedcache against its peers (medians of per-round ratios, min–max; "
-              "throughput > 1 and CPU < 1 favour feedcache)\n")
-        table(["scenario", "throughput ratio", "of", "CPU ratio", "of"],
-              [[v[0], rng(v[5], 2), v[2], rng(v[6], 2), v[4]] for v in verdict])
+              "throughput > 1 and CPU < 1 favour feedcache; server + wrk: both sides' CPU per "
+              "request against the peer with the least)\n")
+        table(["scenario", "throughput ratio", "of", "CPU ratio", "of", "server + wrk CPU ratio"],
+              [[v[0], rng(v[5], 2), v[2], rng(v[6], 2), v[4], rng(v[7], 2)] for v in verdict])
     return summary, verdict
 
 

@@ -5,6 +5,7 @@ Python 3 standard library only; everything talks to 127.0.0.1."""
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -293,12 +294,17 @@ def wrk(url, conns, seconds, script=None, args=(), body=None):
     """One wrk run. With body (bytes) of 1 MB or more, requests and req/s are
     bytes read / body: wrk counts only completed requests, and 64 parallel
     50 MB downloads complete their first one only after about a second,
-    which would undercount a run of a few seconds by a third."""
+    which would undercount a run of a few seconds by a third. client_cpu_s is
+    wrk's own CPU time: on loopback the kernel work of a transfer is split
+    between server and client by who copies, so the two are read together."""
     cmd = ["wrk", f"-t{min(2, conns)}", f"-c{conns}", f"-d{seconds}s", "--latency", "--timeout", "30s"]
     cmd += ["-s", script] if script else []
     cmd += [url] + (["--", *args] if args else [])
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60).stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     r = parse_wrk(out)
+    r["client_cpu_s"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if body and body >= MB and r["mb_read"]:
         r["requests"] = r["mb_read"] * MB / body
         r["rps"] = r["mb_s"] * MB / body
