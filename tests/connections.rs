@@ -73,6 +73,31 @@ async fn idle_keep_alive_connections_are_closed() {
     assert!(text.ends_with("ok\n"), "{text}");
 }
 
+/// An extra CRLF after a request (RFC 9112 2.2: a server should ignore
+/// it) leaves the connection idle, closed by the idle deadline without a
+/// word, rather than waiting for a header and answering 408 (whether the
+/// request was read in place or padded so that pingora reads it).
+#[tokio::test]
+async fn an_extra_line_end_after_a_request_is_not_a_new_request() {
+    let up = FakeUpstream::start().await;
+    up.serve_nuget_index();
+    let dir = tempfile::tempdir().unwrap();
+    // The idle deadline well after the header deadline, so which of the two
+    // ended the connection shows in what was sent.
+    let conf = "[connections]\nheader_timeout = \"1s\"\nidle_timeout = \"3s\"\n";
+    let proxy = Proxy::start_with_conf(&up.index_url(), dir.path(), "cache", conf).await;
+    let padding: String = (0..40).map(|i| format!("X-Pad-{i}: {i}\r\n")).collect();
+    for pad in ["", padding.as_str()] {
+        let mut s = within(TcpStream::connect(addr(&proxy))).await.unwrap();
+        let req = format!("GET /health HTTP/1.1\r\nHost: x\r\n{pad}\r\n\r\n");
+        within(s.write_all(req.as_bytes())).await.unwrap();
+        let all = read_to_close(&mut s).await;
+        let text = String::from_utf8_lossy(&all);
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{text}");
+    }
+}
+
 #[tokio::test]
 async fn a_flood_of_idle_connections_does_not_lock_clients_out() {
     let _ = rlimit::increase_nofile_limit(u64::MAX);

@@ -252,7 +252,7 @@ impl Front {
         // wait through the slot (`conns.rs`): no timer per wait (a tokio
         // timer here armed a kernel hrtimer on every idle wait, measured at
         // c1: ~15% of the CPU; pingora's coarse one still cost ~3%).
-        let mut start = match prefix {
+        let mut start = match prefix.map(skip_blank_lines) {
             // The next request has begun already.
             Some(p) if !p.is_empty() => return Some(p),
             // The last request's buffer, read into again.
@@ -326,6 +326,20 @@ impl Front {
     }
 }
 
+/// The bytes read after a request without the empty lines they begin
+/// with: some clients end a request with an extra CRLF, which RFC 9112
+/// (2.2) says a server should ignore. Left in, it would be taken for the
+/// start of a header and wait under the header deadline for a request
+/// that never comes (a 408 where an idle close is due).
+fn skip_blank_lines(mut rest: BytesMut) -> BytesMut {
+    let blank = rest
+        .iter()
+        .take_while(|b| matches!(b, b'\r' | b'\n'))
+        .count();
+    rest.advance(blank);
+    rest
+}
+
 /// Whether `start` (the first bytes read for a request) holds its whole
 /// header, so parsing it cannot wait for the client. A header ends with an
 /// empty line; one that begins with a line break (empty lines before the
@@ -337,7 +351,28 @@ fn holds_whole_header(start: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::holds_whole_header;
+    use super::{holds_whole_header, skip_blank_lines};
+    use bytes::BytesMut;
+
+    #[test]
+    fn empty_lines_after_a_request_are_skipped() {
+        let cases: &[(&[u8], &[u8])] = &[
+            (b"", b""),
+            (b"\r\n", b""),
+            (b"\n", b""),
+            (b"\r\n\r\n", b""),
+            (b"\r", b""),
+            (b"\r\nGET / HTTP/1.1\r\n\r\n", b"GET / HTTP/1.1\r\n\r\n"),
+            (b"GET / HTTP/1.1\r\n\r\n", b"GET / HTTP/1.1\r\n\r\n"),
+            // Only leading ones: the header's own line ends stay.
+            (b"\nG\r\n", b"G\r\n"),
+            (b" \r\n", b" \r\n"),
+        ];
+        for (rest, want) in cases {
+            let got = skip_blank_lines(BytesMut::from(*rest));
+            assert_eq!(&got[..], *want, "{:?}", String::from_utf8_lossy(rest));
+        }
+    }
 
     #[test]
     fn whole_headers_are_told_from_partial_ones() {
