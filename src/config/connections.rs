@@ -34,11 +34,9 @@ pub struct ConnectionsConfig {
     /// then leaves in one write, and its whole transmission runs on the
     /// worker that wrote it. A smaller buffer lets the client drain one
     /// part while the worker sends the next (1 MB hits at one connection:
-    /// 1.3× the throughput at 0.6× the CPU, BENCHMARKS.md). 512 KiB: on two
-    /// machines it was the best or within 6% of the best of 128 KiB to
-    /// 1 MiB for 1 MB hits, where 256 KiB cost 15% more on one of them. One
-    /// connection moves at most about twice this per round trip, so
-    /// clients far away on fast links may want more, or 0.
+    /// 1.3× the throughput at 0.6× the CPU, BENCHMARKS.md). One connection
+    /// moves at most about twice this per round trip, so clients far away
+    /// on fast links may want more, or 0.
     pub send_buffer: ByteSize,
 }
 
@@ -49,7 +47,7 @@ impl Default for ConnectionsConfig {
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             send_timeout: Duration::from_secs(60),
-            send_buffer: ByteSize::kib(512),
+            send_buffer: ByteSize::kib(256),
         }
     }
 }
