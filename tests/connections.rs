@@ -11,12 +11,18 @@ use tokio::net::TcpStream;
 
 /// feedcache with short deadlines and a small connection cap.
 async fn setup(max: usize) -> (FakeUpstream, Proxy, tempfile::TempDir) {
+    start(&format!(
+        "[connections]\nmax = {max}\nheader_timeout = \"1s\"\nidle_timeout = \"1s\"\n"
+    ))
+    .await
+}
+
+/// feedcache with the config file `conf`, in front of a fake NuGet feed.
+async fn start(conf: &str) -> (FakeUpstream, Proxy, tempfile::TempDir) {
     let up = FakeUpstream::start().await;
     up.serve_nuget_index();
     let dir = tempfile::tempdir().unwrap();
-    let conf =
-        format!("[connections]\nmax = {max}\nheader_timeout = \"1s\"\nidle_timeout = \"1s\"\n");
-    let proxy = Proxy::start_with_conf(&up.index_url(), dir.path(), "cache", &conf).await;
+    let proxy = Proxy::start_with_conf(&up.index_url(), dir.path(), "cache", conf).await;
     (up, proxy, dir)
 }
 
@@ -79,13 +85,10 @@ async fn idle_keep_alive_connections_are_closed() {
 /// request was read in place or padded so that pingora reads it).
 #[tokio::test]
 async fn an_extra_line_end_after_a_request_is_not_a_new_request() {
-    let up = FakeUpstream::start().await;
-    up.serve_nuget_index();
-    let dir = tempfile::tempdir().unwrap();
     // The idle deadline well after the header deadline, so which of the two
     // ended the connection shows in what was sent.
-    let conf = "[connections]\nheader_timeout = \"1s\"\nidle_timeout = \"3s\"\n";
-    let proxy = Proxy::start_with_conf(&up.index_url(), dir.path(), "cache", conf).await;
+    let (_up, proxy, _dir) =
+        start("[connections]\nheader_timeout = \"1s\"\nidle_timeout = \"3s\"\n").await;
     let padding: String = (0..40).map(|i| format!("X-Pad-{i}: {i}\r\n")).collect();
     for pad in ["", padding.as_str()] {
         let mut s = within(TcpStream::connect(addr(&proxy))).await.unwrap();
