@@ -26,10 +26,6 @@ async fn start(conf: &str) -> (FakeUpstream, Proxy, tempfile::TempDir) {
     (up, proxy, dir)
 }
 
-fn addr(proxy: &Proxy) -> String {
-    proxy.base.trim_start_matches("http://").to_owned()
-}
-
 /// Reads until the server closes the connection; returns what it sent.
 async fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
     let mut out = Vec::new();
@@ -40,7 +36,7 @@ async fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
 #[tokio::test]
 async fn a_trickled_header_is_cut_off_at_the_deadline() {
     let (_up, proxy, _dir) = setup(100).await;
-    let mut s = within(TcpStream::connect(addr(&proxy))).await.unwrap();
+    let mut s = within(TcpStream::connect(proxy.addr())).await.unwrap();
     // One byte at a time, each well inside any per-read timeout: only a
     // deadline on the whole header ends this.
     let trickle = async {
@@ -67,7 +63,7 @@ async fn a_trickled_header_is_cut_off_at_the_deadline() {
 #[tokio::test]
 async fn idle_keep_alive_connections_are_closed() {
     let (_up, proxy, _dir) = setup(100).await;
-    let mut s = within(TcpStream::connect(addr(&proxy))).await.unwrap();
+    let mut s = within(TcpStream::connect(proxy.addr())).await.unwrap();
     within(s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"))
         .await
         .unwrap();
@@ -89,9 +85,9 @@ async fn an_extra_line_end_after_a_request_is_not_a_new_request() {
     // ended the connection shows in what was sent.
     let (_up, proxy, _dir) =
         start("[connections]\nheader_timeout = \"1s\"\nidle_timeout = \"3s\"\n").await;
-    let padding: String = (0..40).map(|i| format!("X-Pad-{i}: {i}\r\n")).collect();
+    let padding = pingora_padding();
     for pad in ["", padding.as_str()] {
-        let mut s = within(TcpStream::connect(addr(&proxy))).await.unwrap();
+        let mut s = within(TcpStream::connect(proxy.addr())).await.unwrap();
         let req = format!("GET /health HTTP/1.1\r\nHost: x\r\n{pad}\r\n\r\n");
         within(s.write_all(req.as_bytes())).await.unwrap();
         let all = read_to_close(&mut s).await;
@@ -113,7 +109,7 @@ async fn a_flood_of_idle_connections_does_not_lock_clients_out() {
     let url = proxy.url("/v3/flatcontainer/flood/1.0.0/flood.1.0.0.nupkg");
     assert_eq!(get(&url).await.0, 200, "cached before the flood");
     // 2,000 connections (10x the cap), each sending one byte of a header.
-    let target = addr(&proxy);
+    let target = proxy.addr();
     let mut flood = Vec::new();
     for _ in 0..2_000 {
         if let Ok(Ok(mut s)) =
@@ -172,7 +168,7 @@ async fn hang_ups_recorded(top: &str) {
     let path = "/v3-flatcontainer/big/1.0.0/big.1.0.0.nupkg";
     up.set(path, Behavior::bytes(blob(16_000_000, 5)));
     let hang_up = || async {
-        let mut s = within(TcpStream::connect(addr(&proxy))).await.unwrap();
+        let mut s = within(TcpStream::connect(proxy.addr())).await.unwrap();
         let req = "GET /v3/flatcontainer/big/1.0.0/big.1.0.0.nupkg HTTP/1.1\r\nHost: x\r\n\r\n";
         within(s.write_all(req.as_bytes())).await.unwrap();
         let mut first = [0u8; 1024];
@@ -274,7 +270,7 @@ async fn stalled_reader(top: &str, cached: bool) {
     let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
     let mut held = None;
     eventually(async || {
-        let Ok(mut s) = TcpStream::connect(addr(&proxy)).await else {
+        let Ok(mut s) = TcpStream::connect(proxy.addr()).await else {
             return false;
         };
         if s.write_all(req.as_bytes()).await.is_err() {
@@ -293,7 +289,7 @@ async fn stalled_reader(top: &str, cached: bool) {
     // Refused while the stalled download holds the one slot; let in once
     // the send deadline has cut it off.
     eventually(async || {
-        let Ok(mut s) = TcpStream::connect(addr(&proxy)).await else {
+        let Ok(mut s) = TcpStream::connect(proxy.addr()).await else {
             return false;
         };
         let ask = b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";

@@ -16,6 +16,12 @@ use std::time::Duration;
 #[allow(unused_imports)]
 pub use upstream::{Behavior, FakeUpstream};
 
+/// Header fields to add to a request so that pingora's parser reads it:
+/// more than the server reads in place (`server/request.rs`, 32).
+pub fn pingora_padding() -> String {
+    (0..40).map(|i| format!("X-Pad-{i}: {i}\r\n")).collect()
+}
+
 /// Upper bound for any single step of a test.
 pub const STEP: Duration = Duration::from_secs(30);
 
@@ -204,6 +210,11 @@ impl Proxy {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
+    }
+
+    /// `host:port` to open raw TCP connections to.
+    pub fn addr(&self) -> String {
+        self.base.trim_start_matches("http://").to_owned()
     }
 
     /// The process id (for signals).
