@@ -194,9 +194,9 @@ impl Front {
         path: &str,
     ) -> bool {
         let keep = raw.keep;
-        let mut sent = 0;
+        let mut sent = super::raw::Progress::default();
         if let Err(e) = super::raw::write(stream, raw, &mut sent, self.deadlines.send).await {
-            out.failed(sent, e);
+            out.failed(&sent, e);
         }
         self.handler.log(method, path, &out);
         keep && out.reusable()

@@ -80,9 +80,10 @@ impl Outcome {
         self.error.is_none()
     }
 
-    /// A raw reply could not be sent completely; `sent` body bytes were.
-    pub fn failed(&mut self, sent: u64, e: std::io::Error) {
-        self.sent.bytes = sent;
+    /// A raw reply could not be sent completely; `sent` went out.
+    pub fn failed(&mut self, sent: &raw::Progress, e: std::io::Error) {
+        self.sent.bytes = sent.body;
+        self.sent.status = sent.logged_status(self.sent.status);
         self.error = Some(Error::because(ErrorType::WriteError, "writing reply", e));
     }
 }
