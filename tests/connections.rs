@@ -98,6 +98,33 @@ async fn an_extra_line_end_after_a_request_is_not_a_new_request() {
 }
 
 #[tokio::test]
+async fn a_reply_to_a_request_whose_body_is_still_coming_is_not_reset() {
+    // feedcache answers a push at once without reading its body, and
+    // closes. Closed with the body unread, the socket would answer the
+    // client with a reset, and a client stack that drops unread data on
+    // a reset (Windows) would lose the reply; the rest of the body is read
+    // and dropped until the client closes (a lingering close).
+    let (_up, proxy, _dir) = start("").await;
+    let mut s = within(TcpStream::connect(proxy.addr())).await.unwrap();
+    // More than the loopback's socket buffers hold, so the client is still
+    // sending when the reply comes.
+    const BODY: usize = 32 << 20;
+    let head = format!("PUT /api/v2/package HTTP/1.1\r\nHost: x\r\nContent-Length: {BODY}\r\n\r\n");
+    within(s.write_all(head.as_bytes())).await.unwrap();
+    let chunk = vec![b'x'; 1 << 20];
+    for _ in 0..BODY / chunk.len() {
+        within(s.write_all(&chunk))
+            .await
+            .expect("the body is taken to its end");
+    }
+    within(s.shutdown()).await.unwrap();
+    let all = read_to_close(&mut s).await;
+    let text = String::from_utf8_lossy(&all);
+    assert!(text.starts_with("HTTP/1.1 4"), "{text}");
+    assert!(text.contains("Connection: close"), "{text}");
+}
+
+#[tokio::test]
 async fn a_flood_of_idle_connections_does_not_lock_clients_out() {
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let (up, proxy, _dir) = setup(200).await;

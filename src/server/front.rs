@@ -46,11 +46,22 @@ pub struct Front {
     pub deadlines: Deadlines,
 }
 
+/// How a connection goes on after a reply.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum After {
+    /// It carries the next request.
+    Next,
+    /// The reply asked for a close: linger (`linger.rs`), then close.
+    Close,
+    /// It failed: close at once.
+    Broken,
+}
+
 /// How a request read in place (`serve_plain`) went.
 enum Plain {
-    /// Answered; the connection carries the next request (`keep`), which
-    /// may have begun after the first `len` bytes.
-    Done { len: usize, keep: bool },
+    /// Answered; the next request on the connection, if `after` allows
+    /// one, may have begun after the first `len` bytes.
+    Done { len: usize, after: After },
     /// Answered, but the reply needs a pingora session to be written.
     Rest(Box<(Pending, Outcome)>),
     /// Not a plain request: pingora reads it.
@@ -113,12 +124,15 @@ impl Front {
             let mut pending = None;
             if holds_whole_header(&start) {
                 match self.serve_plain(&mut stream, &start, shutdown).await {
-                    Plain::Done { len, keep: true } => {
+                    Plain::Done {
+                        len,
+                        after: After::Next,
+                    } => {
                         start.advance(len);
                         prefix = Some(start);
                         continue;
                     }
-                    Plain::Done { keep: false, .. } => return,
+                    Plain::Done { after, .. } => return self.close(stream, after, slot).await,
                     Plain::Rest(rest) => pending = Some(*rest),
                     Plain::No => {}
                 }
@@ -153,6 +167,17 @@ impl Front {
                 if !out.reusable() {
                     return;
                 }
+                if !session.as_http1().is_some_and(|h| h.will_keepalive()) {
+                    // The reply said `Connection: close`: linger on the
+                    // stream rather than have pingora close it.
+                    let ServerSession::H1(mut h1) = session else {
+                        return;
+                    };
+                    if h1.finish_body().await.is_err() {
+                        return;
+                    }
+                    return self.close(h1.into_inner(), After::Close, slot).await;
+                }
                 match session.finish().await {
                     Ok(Some(reusable)) => (stream, prefix) = reusable.into_parts(),
                     _ => return,
@@ -174,17 +199,18 @@ impl Front {
             } else {
                 stream = h1.into_inner();
             }
-            if !self
+            match self
                 .send_raw(&mut stream, raw, out, &method, uri.path())
                 .await
             {
-                return;
+                After::Next => {}
+                after => return self.close(stream, after, slot).await,
             }
         }
     }
 
-    /// Writes a raw reply and logs the request; whether the connection
-    /// carries another request.
+    /// Writes a raw reply and logs the request; how the connection goes
+    /// on.
     async fn send_raw(
         &self,
         stream: &mut Stream,
@@ -192,14 +218,26 @@ impl Front {
         mut out: Outcome,
         method: &http::Method,
         path: &str,
-    ) -> bool {
+    ) -> After {
         let keep = raw.keep;
         let mut sent = super::raw::Progress::default();
         if let Err(e) = super::raw::write(stream, raw, &mut sent, self.deadlines.send).await {
             out.failed(&sent, e);
         }
         self.handler.log(method, path, &out);
-        keep && out.reusable()
+        match (out.reusable(), keep) {
+            (false, _) => After::Broken,
+            (true, true) => After::Next,
+            (true, false) => After::Close,
+        }
+    }
+
+    /// Ends a connection after its last reply: a lingering close when the
+    /// reply asked for it, else at once.
+    async fn close(&self, mut stream: Stream, after: After, slot: &Slot) {
+        if after == After::Close {
+            super::linger::linger(&mut stream, slot).await;
+        }
     }
 
     /// Answers a plain request (`request::parse_plain`) read in place from
@@ -222,10 +260,10 @@ impl Front {
             (out, Left::Raw(raw)) => (out, raw),
             (out, Left::Session(rest)) => return Plain::Rest(Box::new((rest, out))),
         };
-        let keep = self
+        let after = self
             .send_raw(stream, raw, out, &p.req.method, p.req.path)
             .await;
-        Plain::Done { len: p.len, keep }
+        Plain::Done { len: p.len, after }
     }
 
     /// Waits for the first bytes of the next request within the deadlines,

@@ -8,6 +8,7 @@
 mod conns;
 mod front;
 mod head;
+mod linger;
 mod range;
 mod raw;
 mod rehome;
