@@ -125,6 +125,34 @@ async fn a_reply_to_a_request_whose_body_is_still_coming_is_not_reset() {
 }
 
 #[tokio::test]
+async fn a_reply_with_connection_close_arrives_whole_and_ends() {
+    // Cold, the body streams through pingora's session; cached, the
+    // connection loop writes it. Either way the close comes after the
+    // whole body, and the lingering close ends with the client's.
+    let (up, proxy, _dir) = start("").await;
+    let body = blob(2_000_000, 3);
+    up.set(
+        "/v3-flatcontainer/cl/1.0.0/cl.1.0.0.nupkg",
+        Behavior::bytes(body.clone()),
+    );
+    let req = "GET /v3/flatcontainer/cl/1.0.0/cl.1.0.0.nupkg HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    for pass in ["cold", "cached"] {
+        let mut s = within(TcpStream::connect(proxy.addr())).await.unwrap();
+        within(s.write_all(req.as_bytes())).await.unwrap();
+        let all = read_to_close(&mut s).await;
+        let split = all.windows(4).position(|w| w == b"\r\n\r\n").expect(pass) + 4;
+        let head = String::from_utf8_lossy(&all[..split]);
+        assert!(head.starts_with("HTTP/1.1 200"), "{pass}: {head}");
+        assert!(head.contains("Connection: close"), "{pass}: {head}");
+        assert!(
+            all[split..] == body[..],
+            "{pass}: {} body bytes",
+            all.len() - split
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_flood_of_idle_connections_does_not_lock_clients_out() {
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let (up, proxy, _dir) = setup(200).await;
