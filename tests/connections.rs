@@ -33,6 +33,11 @@ async fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
     out
 }
 
+/// `read_to_close`, as text.
+async fn read_text(s: &mut TcpStream) -> String {
+    String::from_utf8_lossy(&read_to_close(s).await).into_owned()
+}
+
 #[tokio::test]
 async fn a_trickled_header_is_cut_off_at_the_deadline() {
     let (_up, proxy, _dir) = setup(100).await;
@@ -69,8 +74,7 @@ async fn idle_keep_alive_connections_are_closed() {
         .unwrap();
     // The response arrives, then the connection is closed by the idle
     // deadline (1 s here) without the client doing anything.
-    let all = read_to_close(&mut s).await;
-    let text = String::from_utf8_lossy(&all);
+    let text = read_text(&mut s).await;
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(text.ends_with("ok\n"), "{text}");
 }
@@ -90,8 +94,7 @@ async fn an_extra_line_end_after_a_request_is_not_a_new_request() {
         let mut s = within(TcpStream::connect(proxy.addr())).await.unwrap();
         let req = format!("GET /health HTTP/1.1\r\nHost: x\r\n{pad}\r\n\r\n");
         within(s.write_all(req.as_bytes())).await.unwrap();
-        let all = read_to_close(&mut s).await;
-        let text = String::from_utf8_lossy(&all);
+        let text = read_text(&mut s).await;
         assert!(text.starts_with("HTTP/1.1 200"), "{text}");
         assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{text}");
     }
@@ -118,8 +121,7 @@ async fn a_reply_to_a_request_whose_body_is_still_coming_is_not_reset() {
             .expect("the body is taken to its end");
     }
     within(s.shutdown()).await.unwrap();
-    let all = read_to_close(&mut s).await;
-    let text = String::from_utf8_lossy(&all);
+    let text = read_text(&mut s).await;
     assert!(text.starts_with("HTTP/1.1 4"), "{text}");
     assert!(text.contains("Connection: close"), "{text}");
 }
