@@ -129,3 +129,51 @@ async fn idle_http2_connections_are_closed() {
         "the idle HTTP/2 connection stayed open"
     );
 }
+
+/// A `Connection: close` reply over TLS ends with the server's
+/// `close_notify` after the whole body, so the client can tell the end of
+/// the reply from a cut connection (rustls reports a close without it as
+/// an unexpected end of file).
+#[tokio::test]
+async fn a_connection_close_reply_over_tls_ends_with_close_notify() {
+    use std::io::{Read, Write};
+    let up = FakeUpstream::start().await;
+    up.serve_nuget_index();
+    up.set(
+        "/v3-flatcontainer/cn/1.0.0/cn.1.0.0.nupkg",
+        Behavior::bytes(blob(300_000, 5)),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (_proxy, port, tls) = tls_proxy(&up, dir.path(), "", &[b"http/1.1"]).await;
+    let tls = std::sync::Arc::new(tls);
+    let ended = tokio::task::spawn_blocking(move || {
+        let path = "/v3/flatcontainer/cn/1.0.0/cn.1.0.0.nupkg";
+        // Cold (streamed through pingora's session), then cached (written
+        // by the connection loop).
+        let mut ends = Vec::new();
+        for _ in 0..2 {
+            let sock = (0..200)
+                .find_map(|_| {
+                    std::net::TcpStream::connect(("127.0.0.1", port))
+                        .inspect_err(|_| std::thread::sleep(std::time::Duration::from_millis(50)))
+                        .ok()
+                })
+                .expect("TLS listener up");
+            sock.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+                .unwrap();
+            let name = "localhost".try_into().unwrap();
+            let conn = rustls::ClientConnection::new(tls.clone(), name).unwrap();
+            let mut s = rustls::StreamOwned::new(conn, sock);
+            let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            s.write_all(req.as_bytes()).unwrap();
+            let mut all = Vec::new();
+            let end = s.read_to_end(&mut all).map_err(|e| e.kind());
+            ends.push((end, all.len() > 300_000, all.starts_with(b"HTTP/1.1 200")));
+        }
+        ends
+    });
+    for (i, (end, whole, ok)) in within(ended).await.unwrap().into_iter().enumerate() {
+        assert!(ok && whole, "reply {i}: whole 200");
+        assert!(end.is_ok(), "reply {i}: ended by {end:?}, not close_notify");
+    }
+}

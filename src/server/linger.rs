@@ -11,6 +11,7 @@
 //! slot meanwhile, as one waiting for a request: a newcomer over the cap
 //! or the server's shutdown ends the wait (`conns.rs`).
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use pingora::protocols::Stream;
@@ -29,24 +30,35 @@ const DRAIN: usize = 64 * 1024;
 /// Shuts the write side of `stream`, then reads and drops what the client
 /// sends until it closes or the time is up.
 pub async fn linger(stream: &mut Stream, slot: &Slot) {
-    if stream.shutdown().await.is_err() {
+    let end = Instant::now() + LINGER_TIME;
+    // On TLS the shutdown writes `close_notify`, which a client that has
+    // stopped reading never takes: it waits like a read.
+    if !matches!(
+        wait(slot, LINGER_TIMEOUT, stream.shutdown()).await,
+        Some(Ok(()))
+    ) {
         return;
     }
-    let end = Instant::now() + LINGER_TIME;
     let mut scratch = vec![0; DRAIN];
     loop {
         let left = end.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return;
         }
-        let waiting = slot.waiting(Some(left.min(LINGER_TIMEOUT)));
-        let read = tokio::select! {
-            biased;
-            r = stream.read(&mut scratch) => r,
-            _ = waiting.shed() => return,
-        };
-        if !matches!(read, Ok(n) if n > 0) {
+        let read = stream.read(&mut scratch);
+        if !matches!(wait(slot, left.min(LINGER_TIMEOUT), read).await, Some(Ok(n)) if n > 0) {
             return;
         }
+    }
+}
+
+/// `io`, or `None` once the connection is to close: after `limit`, for a
+/// newcomer over the cap, or for the server's shutdown.
+async fn wait<T>(slot: &Slot, limit: Duration, io: impl Future<Output = T>) -> Option<T> {
+    let waiting = slot.waiting(Some(limit));
+    tokio::select! {
+        biased;
+        r = io => Some(r),
+        _ = waiting.shed() => None,
     }
 }
