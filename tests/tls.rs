@@ -33,6 +33,26 @@ async fn tls_proxy(
     (proxy, port, tls)
 }
 
+/// A blocking TLS connection to the listener on `port` (retried while it
+/// binds), for a client on its own thread; reads time out after 10 s.
+fn connect_blocking(
+    port: u16,
+    tls: std::sync::Arc<rustls::ClientConfig>,
+) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
+    let sock = (0..200)
+        .find_map(|_| {
+            std::net::TcpStream::connect(("127.0.0.1", port))
+                .inspect_err(|_| std::thread::sleep(std::time::Duration::from_millis(50)))
+                .ok()
+        })
+        .expect("TLS listener up");
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let name = "localhost".try_into().unwrap();
+    let conn = rustls::ClientConnection::new(tls, name).unwrap();
+    rustls::StreamOwned::new(conn, sock)
+}
+
 #[tokio::test]
 async fn https_listener_speaks_h2_and_rewrites_to_https() {
     let up = FakeUpstream::start().await;
@@ -96,18 +116,7 @@ async fn idle_http2_connections_are_closed() {
     // A blocking client on its own thread: the HTTP/2 preface and an empty
     // SETTINGS frame, then nothing. The server must end the connection.
     let closed = tokio::task::spawn_blocking(move || {
-        let sock = (0..200)
-            .find_map(|_| {
-                std::net::TcpStream::connect(("127.0.0.1", port))
-                    .inspect_err(|_| std::thread::sleep(std::time::Duration::from_millis(50)))
-                    .ok()
-            })
-            .expect("TLS listener up");
-        sock.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-            .unwrap();
-        let name = "localhost".try_into().unwrap();
-        let conn = rustls::ClientConnection::new(tls, name).unwrap();
-        let mut s = rustls::StreamOwned::new(conn, sock);
+        let mut s = connect_blocking(port, tls);
         s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
             .unwrap();
         assert_eq!(s.conn.alpn_protocol(), Some(&b"h2"[..]));
@@ -152,18 +161,7 @@ async fn a_connection_close_reply_over_tls_ends_with_close_notify() {
         // by the connection loop).
         let mut ends = Vec::new();
         for _ in 0..2 {
-            let sock = (0..200)
-                .find_map(|_| {
-                    std::net::TcpStream::connect(("127.0.0.1", port))
-                        .inspect_err(|_| std::thread::sleep(std::time::Duration::from_millis(50)))
-                        .ok()
-                })
-                .expect("TLS listener up");
-            sock.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-                .unwrap();
-            let name = "localhost".try_into().unwrap();
-            let conn = rustls::ClientConnection::new(tls.clone(), name).unwrap();
-            let mut s = rustls::StreamOwned::new(conn, sock);
+            let mut s = connect_blocking(port, tls.clone());
             let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
             s.write_all(req.as_bytes()).unwrap();
             let mut all = Vec::new();
