@@ -36,8 +36,7 @@ pub struct ConnectionsConfig {
     /// part while the worker sends the next (1 MB hits at one connection:
     /// 1.3× the throughput at 0.6× the CPU, BENCHMARKS.md). One connection
     /// moves at most about twice this per round trip, so clients far away
-    /// on fast links may want more, or 0. A large body written from memory
-    /// while no other is gets twice this (`server/sndbuf.rs`).
+    /// on fast links may want more, or 0.
     pub send_buffer: ByteSize,
 }
 

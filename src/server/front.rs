@@ -23,7 +23,6 @@ use tokio::io::AsyncReadExt;
 use super::conns::{Conns, Slot};
 use super::raw::Raw;
 use super::request::{parse_plain, PLAIN_FIELDS};
-use super::sndbuf::SendBuffers;
 use super::{Conn, Handler, Left, Outcome, Pending};
 
 /// Bytes read at once for the start of a request: a NuGet GET fits.
@@ -45,8 +44,6 @@ pub struct Front {
     pub handler: Arc<Handler>,
     pub conns: Arc<Conns>,
     pub deadlines: Deadlines,
-    /// Send buffers of large replies (`sndbuf`).
-    pub buffers: SendBuffers,
 }
 
 /// How a connection goes on after a reply.
@@ -224,9 +221,7 @@ impl Front {
     ) -> After {
         let keep = raw.keep;
         let mut sent = super::raw::Progress::default();
-        if let Err(e) =
-            super::raw::write(stream, raw, &mut sent, self.deadlines.send, &self.buffers).await
-        {
+        if let Err(e) = super::raw::write(stream, raw, &mut sent, self.deadlines.send).await {
             out.failed(&sent, e);
         }
         self.handler.log(method, path, &out);

@@ -15,7 +15,6 @@ mod rehome;
 mod request;
 mod respond;
 mod sendfile;
-mod sndbuf;
 mod stall;
 
 use std::net::SocketAddr;
@@ -389,7 +388,6 @@ pub fn build(
         conns: Conns::new(max_connections)
             .map_err(|e| format!("starting the connection sweeper: {e}"))?,
         deadlines,
-        buffers: sndbuf::SendBuffers::new(send_buffer),
     };
     // pingora sets the send buffer on every accepted connection, plain and
     // TLS (`connections.send_buffer` says why it is not the kernel's).

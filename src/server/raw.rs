@@ -6,13 +6,11 @@
 use bytes::Bytes;
 use pingora::protocols::Stream;
 use std::io::IoSlice;
-use std::os::fd::BorrowedFd;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 
 use super::sendfile::{self, FileBody};
-use super::sndbuf::SendBuffers;
 use super::stall::stalled;
 
 /// A reply for the connection loop to write: head, then body.
@@ -57,26 +55,17 @@ impl Progress {
 }
 
 /// Writes `raw` to `stream`, recording in `sent` what went out. A client
-/// that takes nothing for `stall` fails the write. A large body from
-/// memory has its send buffer sized by `buffers`. An error means the
+/// that takes nothing for `stall` fails the write. An error means the
 /// connection must be closed.
 pub async fn write(
     stream: &mut Stream,
     raw: Raw,
     sent: &mut Progress,
     stall: Duration,
-    buffers: &SendBuffers,
 ) -> std::io::Result<()> {
     match raw.body {
         RawBody::None => write_all(stream, &raw.head, &[], sent, stall).await,
-        RawBody::Bytes(b) => {
-            // SAFETY: pingora's id of a TCP stream, plain or TLS, is the
-            // socket's descriptor, which `stream` owns and keeps open for
-            // this whole call; the borrow only sets a socket option.
-            let sock = unsafe { BorrowedFd::borrow_raw(stream.id()) };
-            let _in_flight = buffers.size(sock, b.len());
-            write_all(stream, &raw.head, &b, sent, stall).await
-        }
+        RawBody::Bytes(b) => write_all(stream, &raw.head, &b, sent, stall).await,
         RawBody::File(f) => {
             write_all(stream, &raw.head, &[], sent, stall).await?;
             sendfile::send(stream, &f, &mut sent.body, stall).await
@@ -149,9 +138,7 @@ mod tests {
 
     async fn write_on(mut stream: Stream) -> (bool, Progress) {
         let mut sent = Progress::default();
-        // A small body: no send buffer is set (the duplex has no socket).
-        let bufs = SendBuffers::new(Some(64 * 1024));
-        let r = timeout(WAIT, write(&mut stream, reply(), &mut sent, WAIT, &bufs));
+        let r = timeout(WAIT, write(&mut stream, reply(), &mut sent, WAIT));
         (r.await.unwrap().is_ok(), sent)
     }
 
