@@ -201,6 +201,23 @@ impl Waiting<'_> {
     }
 }
 
+impl Slot {
+    /// `io`, waited for as `waiting(deadline)` says; `None` when the
+    /// connection must close first (deadline, newcomer, shutdown).
+    pub async fn wait_for<T>(
+        &self,
+        deadline: Option<Duration>,
+        io: impl std::future::Future<Output = T>,
+    ) -> Option<T> {
+        let waiting = self.waiting(deadline);
+        tokio::select! {
+            biased;
+            r = io => Some(r),
+            _ = waiting.shed() => None,
+        }
+    }
+}
+
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         let _ = self.slot.state.phase.compare_exchange(
@@ -257,6 +274,28 @@ mod tests {
         drop(wb);
         drop((b, c, d));
         assert_eq!(conns.open(), 0);
+    }
+
+    #[tokio::test]
+    async fn wait_for_gives_the_io_unless_the_connection_must_close() {
+        let conns = Conns::new(1).unwrap();
+        let a = conns.admit().unwrap();
+        let five = Duration::from_secs(5);
+        // Ready I/O is returned, and the slot is busy again afterwards.
+        let got = tokio::time::timeout(five, a.wait_for(LONG, async { 7 })).await;
+        assert_eq!(got.unwrap(), Some(7));
+        assert!(conns.admit().is_none(), "busy after the wait");
+        // I/O that never ends gives way to a newcomer over the cap.
+        let waited = a.wait_for(LONG, std::future::pending::<()>());
+        let newcomer = async {
+            tokio::task::yield_now().await;
+            conns.admit()
+        };
+        let (got, b) = tokio::time::timeout(five, async { tokio::join!(waited, newcomer) })
+            .await
+            .unwrap();
+        assert_eq!(got, None);
+        assert!(b.is_some(), "the newcomer got in");
     }
 
     #[tokio::test]

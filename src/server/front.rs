@@ -301,12 +301,7 @@ impl Front {
             }
             None => BytesMut::with_capacity(FIRST_READ),
         };
-        let waiting = slot.waiting(Some(idle));
-        let got = tokio::select! {
-            biased;
-            r = stream.read_buf(&mut start) => Some(r),
-            _ = waiting.shed() => None,
-        };
+        let got = slot.wait_for(Some(idle), stream.read_buf(&mut start)).await;
         matches!(got, Some(Ok(n)) if n > 0).then_some(start)
     }
 
@@ -343,11 +338,10 @@ impl Front {
         } else {
             // The rest of the header: under the header deadline (from its
             // first byte), and closable for a newcomer meanwhile.
-            let waiting = slot.waiting(None);
-            tokio::select! {
-                biased;
-                r = fast_timeout(header, session.read_request()) => r,
-                _ = waiting.shed() => return (Next::Close, session),
+            let read = fast_timeout(header, session.read_request());
+            match slot.wait_for(None, read).await {
+                Some(r) => r,
+                None => return (Next::Close, session),
             }
         };
         let next = match read {

@@ -11,7 +11,6 @@
 //! slot meanwhile, as one waiting for a request: a newcomer over the cap
 //! or the server's shutdown ends the wait (`conns.rs`).
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use pingora::protocols::Stream;
@@ -34,7 +33,7 @@ pub async fn linger(stream: &mut Stream, slot: &Slot) {
     // On TLS the shutdown writes `close_notify`, which a client that has
     // stopped reading never takes: it waits like a read.
     if !matches!(
-        wait(slot, LINGER_TIMEOUT, stream.shutdown()).await,
+        slot.wait_for(Some(LINGER_TIMEOUT), stream.shutdown()).await,
         Some(Ok(()))
     ) {
         return;
@@ -46,19 +45,9 @@ pub async fn linger(stream: &mut Stream, slot: &Slot) {
             return;
         }
         let read = stream.read(&mut scratch);
-        if !matches!(wait(slot, left.min(LINGER_TIMEOUT), read).await, Some(Ok(n)) if n > 0) {
+        if !matches!(slot.wait_for(Some(left.min(LINGER_TIMEOUT)), read).await, Some(Ok(n)) if n > 0)
+        {
             return;
         }
-    }
-}
-
-/// `io`, or `None` once the connection is to close: after `limit`, for a
-/// newcomer over the cap, or for the server's shutdown.
-async fn wait<T>(slot: &Slot, limit: Duration, io: impl Future<Output = T>) -> Option<T> {
-    let waiting = slot.waiting(Some(limit));
-    tokio::select! {
-        biased;
-        r = io => Some(r),
-        _ = waiting.shed() => None,
     }
 }
