@@ -108,22 +108,45 @@ async fn a_reply_to_a_request_whose_body_is_still_coming_is_not_reset() {
     // a reset (Windows) would lose the reply; the rest of the body is read
     // and dropped until the client closes (a lingering close).
     let (_up, proxy, _dir) = start("").await;
-    let mut s = within(TcpStream::connect(proxy.addr())).await.unwrap();
-    // More than the loopback's socket buffers hold, so the client is still
-    // sending when the reply comes.
-    const BODY: usize = 32 << 20;
-    let head = format!("PUT /api/v2/package HTTP/1.1\r\nHost: x\r\nContent-Length: {BODY}\r\n\r\n");
+    let head =
+        format!("PUT /api/v2/package HTTP/1.1\r\nHost: x\r\nContent-Length: {FLOOD}\r\n\r\n");
+    let text = send_flood_then_read(proxy.addr(), &head).await;
+    assert!(text.starts_with("HTTP/1.1 4"), "{text}");
+    assert!(text.contains("Connection: close"), "{text}");
+}
+
+#[tokio::test]
+async fn a_refused_header_is_answered_while_the_client_still_sends() {
+    // The same for a header refused with 400 (malformed, or longer than
+    // the parser takes) while its rest or a body is still coming.
+    let (_up, proxy, _dir) = start("").await;
+    let cases = [
+        format!("PUT /x HTTP/1.1\r\nHost: x\r\nBad Name: y\r\nContent-Length: {FLOOD}\r\n\r\n"),
+        "GET /x HTTP/1.1\r\nHost: x\r\nX-Long: ".to_string(),
+    ];
+    for head in cases {
+        let text = send_flood_then_read(proxy.addr(), &head).await;
+        assert!(text.starts_with("HTTP/1.1 400"), "{head:?}: {text}");
+    }
+}
+
+/// Bytes sent after a head: more than the loopback's socket buffers
+/// hold, so the client is still sending when the reply comes.
+const FLOOD: usize = 32 << 20;
+
+/// Sends `head`, then `FLOOD` bytes of `x`, all of which must be taken;
+/// then shuts the write side and reads the reply to the end.
+async fn send_flood_then_read(addr: String, head: &str) -> String {
+    let mut s = within(TcpStream::connect(addr)).await.unwrap();
     within(s.write_all(head.as_bytes())).await.unwrap();
     let chunk = vec![b'x'; 1 << 20];
-    for _ in 0..BODY / chunk.len() {
+    for _ in 0..FLOOD / chunk.len() {
         within(s.write_all(&chunk))
             .await
             .expect("the body is taken to its end");
     }
     within(s.shutdown()).await.unwrap();
-    let text = read_text(&mut s).await;
-    assert!(text.starts_with("HTTP/1.1 4"), "{text}");
-    assert!(text.contains("Connection: close"), "{text}");
+    read_text(&mut s).await
 }
 
 #[tokio::test]

@@ -73,7 +73,8 @@ enum Next {
     Request,
     /// Closed, timed out, shed or shutting down: close quietly.
     Close,
-    /// A malformed or unfinished header: answer this status, then close.
+    /// A malformed or unfinished header: answer this status, then close
+    /// (lingering after a 400).
     Refuse(u16),
 }
 
@@ -142,9 +143,23 @@ impl Front {
                 Next::Request => {}
                 Next::Close => return,
                 Next::Refuse(status) => {
-                    let _ = session.respond_error(status).await;
-                    session.shutdown().await;
-                    return;
+                    if session.respond_error(status).await.is_err() {
+                        return;
+                    }
+                    // A header out of time gets no more time: lingering
+                    // would give a client trickling one (slowloris) its
+                    // slot that much longer.
+                    if status == 408 {
+                        session.shutdown().await;
+                        return;
+                    }
+                    // The rest of a header too long or malformed, or a
+                    // body after it, may still be coming: linger, so the
+                    // reply is not lost to a reset.
+                    let ServerSession::H1(h1) = session else {
+                        return;
+                    };
+                    return self.close(h1.into_inner(), After::Close, slot).await;
                 }
             }
             if *shutdown.borrow() {
