@@ -280,13 +280,14 @@ async fn metrics_count_hits_misses_and_upstream_requests() {
     assert!(served >= 600_000, "{served}");
 }
 
-/// Entries too large for the memory tier are sent from the disk tier, by
-/// default from their mapping, with `sendfile = true` by `sendfile(2)`:
+/// Entries too large for the memory tier are sent from the disk tier, from
+/// their mapping (to this host's clients by default, to all with `sendfile
+/// = false`), with `sendfile = true` by `sendfile(2)`:
 /// whole, as ranges, and with the connection kept alive for the next
 /// request (raw HTTP/1.1 so the reuse is certain).
 #[tokio::test]
 async fn large_disk_entries_are_sent_whole_ranged_and_keep_alive() {
-    for conf in ["", "sendfile = true\n"] {
+    for conf in ["", "sendfile = false\n", "sendfile = true\n"] {
         large_disk_entries_sent(conf).await;
     }
 }

@@ -11,11 +11,13 @@ mod cluster;
 mod connections;
 mod feeds;
 mod proget;
+mod sendfile;
 mod tls;
 pub use cluster::{ClusterConfig, PeerConfig, StoreConfig};
 pub use connections::ConnectionsConfig;
 pub use feeds::{Member, VirtualFeed};
 pub use proget::{AdminConfig, AuthConfig, ExtractConfig, ProGetConfig};
+pub use sendfile::SendfilePolicy;
 pub use tls::TlsConfig;
 
 /// Why a configuration could not be used.
@@ -61,12 +63,10 @@ pub struct Config {
     pub transparent_hosts: Vec<String>,
     /// Worker threads for the HTTP front end; 0 means one per CPU.
     pub threads: usize,
-    /// Send every large cached body with `sendfile(2)` on plain HTTP/1.1.
-    /// Off (the default), bodies held mapped (up to 64 MiB) are written from
-    /// the mapping and only larger ones go by `sendfile`: faster for the
-    /// client, and at one connection cheaper too; on, a 50 MB hit costs
-    /// about a third of the server CPU at 64 connections (BENCHMARKS.md).
-    pub sendfile: bool,
+    /// Which large cached bodies on plain HTTP/1.1 go by `sendfile(2)`:
+    /// `"auto"` (the default) to clients on other hosts, `true` to all,
+    /// `false` only those too large to be held mapped (`sendfile.rs`).
+    pub sendfile: SendfilePolicy,
     /// Limits on client connections.
     pub connections: ConnectionsConfig,
     /// Cache tiers and freshness.
@@ -105,7 +105,7 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             transparent_hosts: Vec::new(),
             threads: 0,
-            sendfile: false,
+            sendfile: SendfilePolicy::Auto,
             connections: ConnectionsConfig::default(),
             cache: CacheConfig::default(),
             upstream: UpstreamConfig::default(),

@@ -32,6 +32,7 @@ use pingora::server::ShutdownWatch;
 use pingora::services::listening::Service;
 
 use crate::app::{App, Body};
+use crate::config::SendfilePolicy;
 use crate::error::AppError;
 use crate::rewrite::public_base;
 use crate::routes::route;
@@ -212,8 +213,9 @@ impl Handler {
                 keep: c.keep,
                 sendfile: match (c.plain, self.app.config.sendfile) {
                     (false, _) => Sendfile::Never,
-                    (true, false) => Sendfile::Unmapped,
-                    (true, true) => Sendfile::Always,
+                    (true, SendfilePolicy::Mapped) => Sendfile::Unmapped,
+                    (true, SendfilePolicy::Auto) => Sendfile::Remote,
+                    (true, SendfilePolicy::Always) => Sendfile::Always,
                 },
             },
             None => Mode::Session,

@@ -110,6 +110,24 @@ impl<'a> Request<'a> {
         }
     }
 
+    /// Whether the client runs on this host: it comes from a loopback
+    /// address, from the address it reached (this host's own, which the
+    /// kernel loops back too) or over a Unix socket. Unknown counts as
+    /// local.
+    pub fn on_this_host(&self) -> bool {
+        let (peer, local) = match self.conn {
+            Conn::Session(s) => (s.client_addr(), s.server_addr()),
+            Conn::Stream { ref socket, .. } => match socket {
+                Some(d) => (d.peer_addr(), d.local_addr()),
+                None => (None, None),
+            },
+        };
+        let ip = |a: Option<&pingora::protocols::l4::socket::SocketAddr>| {
+            a.and_then(|a| a.as_inet().map(|a| a.ip()))
+        };
+        same_host(ip(peer), ip(local))
+    }
+
     /// The client's IP address (asked of the kernel once per connection).
     pub fn peer(&self) -> Option<IpAddr> {
         let addr = match self.conn {
@@ -117,6 +135,15 @@ impl<'a> Request<'a> {
             Conn::Stream { ref socket, .. } => socket.as_ref().and_then(|d| d.peer_addr().cloned()),
         };
         addr.and_then(|a| a.as_inet().map(|a| a.ip()))
+    }
+}
+
+/// Whether a client at `peer` that reached this host at `local` runs on
+/// this host (`Request::on_this_host`).
+fn same_host(peer: Option<IpAddr>, local: Option<IpAddr>) -> bool {
+    match peer.map(|p| p.to_canonical()) {
+        Some(p) => p.is_loopback() || local.map(|l| l.to_canonical()) == Some(p),
+        None => true,
     }
 }
 
@@ -249,6 +276,28 @@ mod tests {
 
     fn stream() -> Stream {
         Box::new(tokio_test::io::Builder::new().build())
+    }
+
+    #[test]
+    fn clients_on_this_host_are_told_from_remote_ones() {
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        let cases = [
+            (ip("127.0.0.1"), ip("127.0.0.1"), true),
+            (ip("127.3.2.1"), None, true),
+            (ip("::1"), ip("::1"), true),
+            (ip("::ffff:127.0.0.1"), ip("::ffff:127.0.0.1"), true),
+            // This host's own address, reached from this host.
+            (ip("10.0.0.5"), ip("10.0.0.5"), true),
+            (ip("::ffff:10.0.0.5"), ip("10.0.0.5"), true),
+            (ip("10.0.0.5"), ip("10.0.0.1"), false),
+            (ip("2001:db8::2"), ip("2001:db8::1"), false),
+            (ip("192.168.1.2"), None, false),
+            // A Unix socket, or nothing known.
+            (None, None, true),
+        ];
+        for (peer, local, want) in cases {
+            assert_eq!(same_host(peer, local), want, "{peer:?} at {local:?}");
+        }
     }
 
     #[test]

@@ -50,6 +50,10 @@ pub enum Sendfile {
     /// lower CPU cost per hit at one connection and faster at 64
     /// (BENCHMARKS.md).
     Unmapped,
+    /// Those not held mapped, and mapped ones too when the client is on
+    /// another host (`sendfile = "auto"`): what warms the cache for a
+    /// reader on this host is a wasted copy for a network card.
+    Remote,
     /// Every one (`sendfile = true`): no copy in feedcache at all, about
     /// half the CPU per large hit at high concurrency, for hosts where the
     /// server's CPU rather than the client's is what runs out.
@@ -57,12 +61,16 @@ pub enum Sendfile {
 }
 
 impl Mode {
-    /// Whether a disk body, mapped or not, leaves by `sendfile`.
-    fn sendfile(self, mapped: bool) -> bool {
+    /// Whether a disk body, mapped or not, leaves by `sendfile`;
+    /// `on_this_host` tells (when asked) whether the client is local.
+    fn sendfile(self, mapped: bool, on_this_host: impl FnOnce() -> bool) -> bool {
         match self {
-            Mode::H1 { sendfile, .. } => {
-                sendfile == Sendfile::Always || (sendfile == Sendfile::Unmapped && !mapped)
-            }
+            Mode::H1 { sendfile, .. } => match sendfile {
+                Sendfile::Never => false,
+                Sendfile::Unmapped => !mapped,
+                Sendfile::Remote => !mapped || !on_this_host(),
+                Sendfile::Always => true,
+            },
             Mode::Session => false,
         }
     }
@@ -207,7 +215,9 @@ pub fn plan(reply: Reply, req: &Request<'_>, public_base: &str, mode: Mode) -> P
         // Large disk bodies go by `sendfile` where the connection and the
         // policy allow (`Sendfile`); unmapped ones would otherwise be read
         // through user space block by block.
-        (Body::Disk(d), Some(n)) if n >= SENDFILE_MIN && mode.sendfile(d.map.is_some()) => {
+        (Body::Disk(d), Some(n))
+            if n >= SENDFILE_MIN && mode.sendfile(d.map.is_some(), || req.on_this_host()) =>
+        {
             Some(RawBody::File(FileBody {
                 file: d.file.clone(),
                 offset: d.offset + start,
@@ -400,18 +410,28 @@ mod tests {
             keep: true,
             sendfile,
         };
+        // (mode, mapped, client on this host, by sendfile)
         let cases = [
-            (Mode::Session, false, false),
-            (Mode::Session, true, false),
-            (h1(Sendfile::Never), false, false),
-            (h1(Sendfile::Never), true, false),
-            (h1(Sendfile::Unmapped), false, true),
-            (h1(Sendfile::Unmapped), true, false),
-            (h1(Sendfile::Always), false, true),
-            (h1(Sendfile::Always), true, true),
+            (Mode::Session, false, false, false),
+            (Mode::Session, true, false, false),
+            (h1(Sendfile::Never), false, false, false),
+            (h1(Sendfile::Never), true, false, false),
+            (h1(Sendfile::Unmapped), false, true, true),
+            (h1(Sendfile::Unmapped), true, false, false),
+            (h1(Sendfile::Unmapped), true, true, false),
+            (h1(Sendfile::Remote), false, true, true),
+            (h1(Sendfile::Remote), false, false, true),
+            (h1(Sendfile::Remote), true, true, false),
+            (h1(Sendfile::Remote), true, false, true),
+            (h1(Sendfile::Always), false, true, true),
+            (h1(Sendfile::Always), true, true, true),
         ];
-        for (mode, mapped, want) in cases {
-            assert_eq!(mode.sendfile(mapped), want, "{mode:?}, mapped: {mapped}");
+        for (mode, mapped, here, want) in cases {
+            assert_eq!(
+                mode.sendfile(mapped, || here),
+                want,
+                "{mode:?}, mapped: {mapped}, on this host: {here}"
+            );
         }
     }
 }

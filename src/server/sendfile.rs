@@ -1,9 +1,11 @@
-//! Cached bodies too large to map (over `MAP_MAX`), or every large one with
-//! `sendfile = true`, go from the page cache to the socket with
-//! `sendfile(2)`, like nginx's `sendfile on`: no copy through user space,
-//! a third of the server CPU of writing a 50 MB hit from its mapping at
-//! 64 connections; on loopback the client is slower for it, so mapped
-//! bodies are written from the mapping by default (BENCHMARKS.md).
+//! Large cached bodies for a client on another host, bodies too large to
+//! map (over `MAP_MAX`), or every large one with `sendfile = true`, go
+//! from the page cache to the socket with `sendfile(2)`, like nginx's
+//! `sendfile on`: no copy through user space, a third to a half of the
+//! server CPU of writing a 50 MB hit from its mapping at 64 connections.
+//! A client on this host is slower for it (it reads cold page-cache pages
+//! instead of the ones the server's copy warmed), so mapped bodies are
+//! written from the mapping to such clients by default (BENCHMARKS.md).
 //!
 //! pingora writes the response header; the connection's stream is then
 //! taken out of the session (`front.rs`) and the body is sent here on the
