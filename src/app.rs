@@ -25,6 +25,14 @@ pub enum Body {
     /// A templated body with one variant for HTTPS public bases and one
     /// for plain HTTP (the service index, see `FeedIndex::template_plain`).
     Template { https: Bytes, http: Bytes },
+    /// In memory, mapped from the cache file it may also be sent from
+    /// (`sendfile`); never a templated document.
+    Held {
+        body: Bytes,
+        file: Arc<std::fs::File>,
+        /// Byte offset of the body in `file`.
+        offset: u64,
+    },
     /// A complete entry on disk.
     Disk(DiskEntry),
     /// A fill in progress, with the length when the upstream announced it.
@@ -463,7 +471,14 @@ pub(crate) fn found_reply(found: Found) -> Reply {
     match found {
         Found::Memory(m) => Reply {
             meta: m.meta.clone(),
-            body: Body::Bytes(m.body.clone()),
+            body: match &m.backing {
+                Some(b) => Body::Held {
+                    body: m.body.clone(),
+                    file: b.file.clone(),
+                    offset: b.offset,
+                },
+                None => Body::Bytes(m.body.clone()),
+            },
             cache: "HIT",
             missing: None,
         },

@@ -62,6 +62,11 @@ pub fn run(config: Config) -> Result<std::convert::Infallible, StartError> {
         }),
         _ => None,
     };
+    // Every client connection is a descriptor: take what the hard limit
+    // allows (as nginx's worker_rlimit_nofile does) and size the cap from it.
+    let fd_limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
+    let max_connections = config.connections.cap(fd_limit);
+    tracing::info!(max_connections, fd_limit, "connection limits");
     let disk = DiskTier::open_capped(&config.cache.dir, config.cache.disk_size.as_u64())?;
     let memory = MemoryTier::new(
         config.cache.memory_size.as_u64(),
@@ -75,7 +80,10 @@ pub fn run(config: Config) -> Result<std::convert::Infallible, StartError> {
     let upstream = Upstream::new(&config.upstream, credential)?;
     let mut cache = Cache::new(memory, disk, config.cache.negative_ttl)
         .with_max_body(config.cache.max_package_size.as_u64())
-        .with_max_entries(config.extract.max_entries);
+        .with_max_entries(config.extract.max_entries)
+        // Connections take at most half the descriptors (`connections.cap`);
+        // memory entries kept open for `sendfile` at most a quarter.
+        .with_held_files(usize::try_from(fd_limit / 4).unwrap_or(usize::MAX));
     if let Some(store) = &config.cluster.store {
         cache = cache.with_shared(crate::cluster::Store::start(store)?);
     }
@@ -103,11 +111,6 @@ pub fn run(config: Config) -> Result<std::convert::Infallible, StartError> {
     // killing the process.
     // SAFETY: setting a signal to SIG_IGN installs no handler code.
     unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
-    // Every client connection is a descriptor: take what the hard limit
-    // allows (as nginx's worker_rlimit_nofile does) and size the cap from it.
-    let fd_limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
-    let max_connections = config.connections.cap(fd_limit);
-    tracing::info!(max_connections, fd_limit, "connection limits");
     let auth = crate::auth::Auth::new(client_keys)
         .with_admin(admin_key)
         .with_cluster(cluster_secret);

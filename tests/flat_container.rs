@@ -280,23 +280,27 @@ async fn metrics_count_hits_misses_and_upstream_requests() {
     assert!(served >= 600_000, "{served}");
 }
 
-/// Entries too large for the memory tier are sent from the disk tier, from
-/// their mapping (to this host's clients by default, to all with `sendfile
-/// = false`), with `sendfile = true` by `sendfile(2)`:
-/// whole, as ranges, and with the connection kept alive for the next
-/// request (raw HTTP/1.1 so the reuse is certain).
+/// Large entries leave whole, as ranges, and with the connection kept
+/// alive for the next request (raw HTTP/1.1 so the reuse is certain): one
+/// too large for the memory tier (sent from the disk tier) and one the
+/// memory tier holds as its file's mapping, with the file for `sendfile`;
+/// each from the mapping (to this host's clients by default, to all with
+/// `sendfile = false`) and with `sendfile = true` by `sendfile(2)`.
 #[tokio::test]
-async fn large_disk_entries_are_sent_whole_ranged_and_keep_alive() {
-    for conf in ["", "sendfile = false\n", "sendfile = true\n"] {
-        large_disk_entries_sent(conf).await;
+async fn large_entries_are_sent_whole_ranged_and_keep_alive() {
+    // 6 MB is above memory_max_entry (4 MiB), 3.5 MB below it.
+    for size in [6_000_000, 3_500_000] {
+        for conf in ["", "sendfile = false\n", "sendfile = true\n"] {
+            large_entries_sent(conf, size).await;
+        }
     }
 }
 
-async fn large_disk_entries_sent(conf: &str) {
+async fn large_entries_sent(conf: &str, size: usize) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let up = FakeUpstream::start().await;
     up.serve_nuget_index();
-    let body = blob(6_000_000, 77); // above memory_max_entry (4 MiB)
+    let body = blob(size, 77);
     let path = "/v3-flatcontainer/huge/1.0.0/huge.1.0.0.nupkg";
     up.set(path, Behavior::bytes(body.clone()));
     let dir = tempfile::tempdir().unwrap();

@@ -68,6 +68,8 @@ impl Meta {
 pub struct MemEntry {
     pub meta: Arc<Meta>,
     pub body: Bytes,
+    /// The cache file `body` is mapped from, for `sendfile` (`held.rs`).
+    pub backing: Option<super::held::Backing>,
 }
 
 /// Unix time in seconds.

@@ -164,8 +164,9 @@ impl Cache {
             map: map.clone(),
         });
 
-        // Small bodies are also kept for the memory tier.
-        let keep = expected.is_none_or(|n| self.memory.admits(n));
+        // Small bodies are also kept for the memory tier: as the mapping
+        // when there is one (below), else copied as they come.
+        let keep = map.is_none() && expected.is_none_or(|n| self.memory.admits(n));
         let mut kept = keep.then(BytesMut::new);
         // Readers see progress block by block (`blocks.rs`).
         let mut blocks = Blocks::new(offset);
@@ -234,11 +235,11 @@ impl Cache {
             crate::metrics::get().peer_bytes(written);
         }
         tx.send_replace(FillState::Complete {
-            file,
+            file: file.clone(),
             meta: meta.clone(),
             offset,
             len: written,
-            map,
+            map: map.clone(),
         });
 
         if !cacheable {
@@ -263,13 +264,23 @@ impl Cache {
         if !from_peer {
             self.share(key);
         }
-        if let Some(k) = kept {
-            let entry = Arc::new(MemEntry {
+        // A mapped body (its length was known and it was checked to be
+        // whole) is the published file's: the memory tier holds that
+        // mapping, with the file for `sendfile` (`held.rs`), and no heap.
+        let entry = match (map, kept) {
+            (Some(m), _) if self.memory.admits(written) => MemEntry {
+                backing: self.held.back(&file, offset, written, &meta),
+                meta,
+                body: m,
+            },
+            (_, Some(k)) => MemEntry {
                 meta,
                 body: k.freeze(),
-            });
-            self.memory.insert(key.clone(), entry).await;
-        }
+                backing: None,
+            },
+            _ => return Ok(()),
+        };
+        self.memory.insert(key.clone(), Arc::new(entry)).await;
         Ok(())
     }
 }
@@ -337,7 +348,11 @@ impl Cache {
             // A copy of its own: the body may be a slice of the upstream
             // client's read buffer, which the tier would pin and not weigh.
             let body = Bytes::copy_from_slice(&body);
-            let entry = Arc::new(MemEntry { meta, body });
+            let entry = Arc::new(MemEntry {
+                meta,
+                body,
+                backing: None,
+            });
             self.memory.insert(key.clone(), entry).await;
             return Ok(false);
         }

@@ -114,6 +114,7 @@ impl Hot {
                 Arc::new(MemEntry {
                     meta: Arc::new((*entry.meta).clone()),
                     body: bytes::Bytes::copy_from_slice(&entry.body),
+                    backing: None,
                 })
             } else {
                 entry.clone()
@@ -134,6 +135,7 @@ mod tests {
         Arc::new(MemEntry {
             meta: Arc::new(test_meta(Freshness::Immutable)),
             body: bytes::Bytes::from(vec![b'x'; len]),
+            backing: None,
         })
     }
 

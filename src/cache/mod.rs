@@ -7,6 +7,7 @@ mod durable;
 mod entry;
 mod fill;
 mod follow;
+mod held;
 mod hot;
 mod index;
 mod inflight;
@@ -22,6 +23,7 @@ pub use disk::DiskTier;
 pub use entry::{etag_of, now_secs, Freshness, MemEntry, Meta};
 pub use fill::BodyCheck;
 pub use follow::{Fill, FillReader, FillState};
+pub use held::{Budget, HELD_MIN};
 pub use index::DiskIndex;
 pub use inflight::{Inflight, Joined};
 pub use load::{read_at, DiskEntry};
@@ -90,6 +92,8 @@ pub struct Cache {
     /// The check a package body without a length must pass to be kept
     /// (`extract.max_entries`).
     pub package_check: crate::extract::PackageCheck,
+    /// Memory entries that may keep their file open for `sendfile`.
+    pub held: Budget,
 }
 
 impl Cache {
@@ -107,7 +111,15 @@ impl Cache {
             package_check: crate::extract::PackageCheck::default(),
             shared: None,
             owners: None,
+            held: Budget::default(),
         }
+    }
+
+    /// Lets up to `n` memory entries keep their cache file open, so that
+    /// large ones can be sent by `sendfile` (`held.rs`).
+    pub fn with_held_files(mut self, n: usize) -> Self {
+        self.held = Budget::new(n);
+        self
     }
 
     /// Caps the size of bodies fills accept.
@@ -140,6 +152,11 @@ impl Cache {
         let m = Arc::new(MemEntry {
             meta: d.meta.clone(),
             body,
+            // The body is the mapping when there is one (`DiskEntry::body`).
+            backing: d
+                .map
+                .as_ref()
+                .and_then(|_| self.held.back(&d.file, d.offset, d.len, &d.meta)),
         });
         self.memory.insert(key.clone(), m.clone()).await;
         Ok(Some(Found::Memory(m)))
@@ -163,6 +180,7 @@ impl Cache {
         let m = Arc::new(MemEntry {
             meta: Arc::new(meta),
             body,
+            backing: None,
         });
         self.memory.insert(key.clone(), m.clone()).await;
         Ok(m)

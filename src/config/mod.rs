@@ -63,7 +63,8 @@ pub struct Config {
     pub transparent_hosts: Vec<String>,
     /// Worker threads for the HTTP front end; 0 means one per CPU.
     pub threads: usize,
-    /// Which large cached bodies on plain HTTP/1.1 go by `sendfile(2)`:
+    /// Which cached bodies of 64 KiB or more on plain HTTP/1.1 go by
+    /// `sendfile(2)`, from either tier:
     /// `"auto"` (the default) to clients on other hosts, `true` to all,
     /// `false` only those too large to be held mapped (`sendfile.rs`).
     pub sendfile: SendfilePolicy,

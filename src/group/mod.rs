@@ -290,7 +290,7 @@ fn names(missing: &[String]) -> Option<String> {
 /// A member's document as bytes (metadata is always in memory).
 fn body_of(r: Reply) -> Result<Bytes, AppError> {
     match r.body {
-        Body::Bytes(b) => Ok(b),
+        Body::Bytes(b) | Body::Held { body: b, .. } => Ok(b),
         _ => Err(AppError::Internal(
             "a member document is not in memory".into(),
         )),

@@ -183,6 +183,7 @@ impl MetadataStore {
                 Some(Arc::new(MemEntry {
                     meta: d.meta.clone(),
                     body,
+                    backing: None,
                 }))
             }
             None => None,

@@ -184,7 +184,7 @@ impl Handler {
         out.tier = match &reply.body {
             // Fetched for this request, answered from memory.
             Body::Bytes(_) if reply.cache == "MISS" => "upstream",
-            Body::Bytes(_) | Body::Template { .. } => "memory",
+            Body::Bytes(_) | Body::Template { .. } | Body::Held { .. } => "memory",
             Body::Disk(_) => "disk",
             Body::Fill(..) | Body::Stream(..) => "upstream",
             Body::Extract(_) => "package",

@@ -117,7 +117,7 @@ pub fn plan(reply: Reply, req: &Request<'_>, public_base: &str, mode: Mode) -> P
     } = reply;
     let (body, etag) = match body {
         // Rendered per public base, so the validator differs per base too.
-        Body::Bytes(b) if meta.templated => {
+        Body::Bytes(b) | Body::Held { body: b, .. } if meta.templated => {
             let (body, etag) = rendered(&meta.etag, &b, public_base);
             (Body::Bytes(body), Cow::Owned(etag))
         }
@@ -174,7 +174,9 @@ pub fn plan(reply: Reply, req: &Request<'_>, public_base: &str, mode: Mode) -> P
 
     // (A `Template` was rendered into `Bytes` above.)
     let total = match &body {
-        Body::Bytes(b) | Body::Template { https: b, .. } => Some(b.len() as u64),
+        Body::Bytes(b) | Body::Template { https: b, .. } | Body::Held { body: b, .. } => {
+            Some(b.len() as u64)
+        }
         Body::Disk(d) => Some(d.len),
         Body::Fill(_, len) | Body::Stream(_, len) => *len,
         Body::Extract(x) => Some(x.size),
@@ -209,9 +211,20 @@ pub fn plan(reply: Reply, req: &Request<'_>, public_base: &str, mode: Mode) -> P
     // header machinery (`head.rs`); the rest stream through the session.
     let at_hand = match (&body, len) {
         _ if is_head => Some(RawBody::None),
-        (Body::Bytes(b) | Body::Template { https: b, .. }, Some(n)) => {
-            Some(RawBody::Bytes(slice_of(b, start, n)))
+        // A memory body with its file at hand goes like a mapped disk one.
+        (Body::Held { file, offset, .. }, Some(n))
+            if n >= SENDFILE_MIN && mode.sendfile(true, || req.on_this_host()) =>
+        {
+            Some(RawBody::File(FileBody {
+                file: file.clone(),
+                offset: offset + start,
+                len: n,
+            }))
         }
+        (
+            Body::Bytes(b) | Body::Template { https: b, .. } | Body::Held { body: b, .. },
+            Some(n),
+        ) => Some(RawBody::Bytes(slice_of(b, start, n))),
         // Large disk bodies go by `sendfile` where the connection and the
         // policy allow (`Sendfile`); unmapped ones would otherwise be read
         // through user space block by block.
@@ -262,7 +275,7 @@ pub async fn write_streamed(session: &mut Session, reply: Streamed) -> Result<Se
 
     let mut sent = 0u64;
     match body {
-        Body::Bytes(b) | Body::Template { https: b, .. } => {
+        Body::Bytes(b) | Body::Template { https: b, .. } | Body::Held { body: b, .. } => {
             let part = slice_of(&b, start, len.unwrap_or(0));
             sent = part.len() as u64;
             session.write_response_body(part, true).await?;

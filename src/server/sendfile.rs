@@ -26,8 +26,9 @@ use tokio::io::AsyncWriteExt;
 use super::stall::stalled;
 
 /// Bodies at least this large are sent with `sendfile`; smaller ones leave
-/// with the header in one write, which is cheaper.
-pub const SENDFILE_MIN: u64 = 64 * 1024;
+/// with the header in one write, which is cheaper. Memory entries this
+/// large keep their file for it (`cache/held.rs`).
+pub const SENDFILE_MIN: u64 = crate::cache::HELD_MIN;
 /// Most bytes one `sendfile` call may move, so one transfer cannot hold a
 /// worker for long even when the socket buffer is huge.
 const STEP: usize = 4 * 1024 * 1024;
