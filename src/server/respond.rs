@@ -61,7 +61,8 @@ pub enum Sendfile {
 }
 
 impl Mode {
-    /// Whether a disk body, mapped or not, leaves by `sendfile`;
+    /// Whether a cached body whose file is at hand (on disk, or held in
+    /// memory as its mapping), mapped or not, leaves by `sendfile`;
     /// `on_this_host` tells (when asked) whether the client is local.
     fn sendfile(self, mapped: bool, on_this_host: impl FnOnce() -> bool) -> bool {
         match self {
