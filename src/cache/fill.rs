@@ -269,7 +269,7 @@ impl Cache {
         // mapping, with the file for `sendfile` (`held.rs`), and no heap.
         let entry = match (map, kept) {
             (Some(m), _) if self.memory.admits(written) => MemEntry {
-                backing: self.held.back(&file, offset, written, &meta),
+                backing: self.held.back(&file, offset, written, meta.templated),
                 meta,
                 body: m,
             },

@@ -10,8 +10,6 @@ use std::fs::File;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use super::entry::Meta;
-
 /// Bodies at least this large keep their file: the smallest body the
 /// server sends by `sendfile` (`server::sendfile::SENDFILE_MIN`); below
 /// it a copy costs less than the extra system calls.
@@ -55,10 +53,16 @@ impl Budget {
     /// A backing for a memory entry whose body is the mapping of the
     /// `len` bytes at `offset` in `file` (the caller's word: only then are
     /// they the same bytes), when the body is large and sent as stored (a
-    /// templated document is rendered per request, so its file is not what
-    /// a client gets), and the cap allows one more.
-    pub fn back(&self, file: &Arc<File>, offset: u64, len: u64, meta: &Meta) -> Option<Backing> {
-        if len < HELD_MIN || meta.templated {
+    /// `templated` document is rendered per request, so its file is not
+    /// what a client gets), and the cap allows one more.
+    pub fn back(
+        &self,
+        file: &Arc<File>,
+        offset: u64,
+        len: u64,
+        templated: bool,
+    ) -> Option<Backing> {
+        if len < HELD_MIN || templated {
             return None;
         }
         self.used
@@ -83,13 +87,6 @@ impl Budget {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::entry::{test_meta, Freshness};
-
-    fn meta(templated: bool) -> Meta {
-        let mut m = test_meta(Freshness::Immutable);
-        m.templated = templated;
-        m
-    }
 
     fn file() -> Arc<File> {
         Arc::new(tempfile::tempfile().unwrap())
@@ -106,7 +103,7 @@ mod tests {
             (HELD_MIN, true, false),
         ];
         for (len, templated, want) in cases {
-            let b = budget.back(&file(), 100, len, &meta(templated));
+            let b = budget.back(&file(), 100, len, templated);
             assert_eq!(b.is_some(), want, "{len} {templated}");
             if let Some(b) = b {
                 assert_eq!(b.offset, 100);
@@ -117,16 +114,22 @@ mod tests {
     #[test]
     fn the_cap_holds_and_a_dropped_backing_frees_its_place() {
         let budget = Budget::new(2);
-        let (f, m) = (file(), meta(false));
-        let a = budget.back(&f, 0, HELD_MIN, &m).expect("first");
-        let _b = budget.back(&f, 0, HELD_MIN, &m).expect("second");
-        assert!(budget.back(&f, 0, HELD_MIN, &m).is_none(), "over the cap");
+        let f = file();
+        let a = budget.back(&f, 0, HELD_MIN, false).expect("first");
+        let _b = budget.back(&f, 0, HELD_MIN, false).expect("second");
+        assert!(
+            budget.back(&f, 0, HELD_MIN, false).is_none(),
+            "over the cap"
+        );
         assert_eq!(budget.used(), 2);
         drop(a);
         assert_eq!(budget.used(), 1);
-        assert!(budget.back(&f, 0, HELD_MIN, &m).is_some(), "a place freed");
         assert!(
-            Budget::default().back(&f, 0, HELD_MIN, &m).is_none(),
+            budget.back(&f, 0, HELD_MIN, false).is_some(),
+            "a place freed"
+        );
+        assert!(
+            Budget::default().back(&f, 0, HELD_MIN, false).is_none(),
             "cap 0"
         );
     }

@@ -156,7 +156,7 @@ impl Cache {
             backing: d
                 .map
                 .as_ref()
-                .and_then(|_| self.held.back(&d.file, d.offset, d.len, &d.meta)),
+                .and_then(|_| self.held.back(&d.file, d.offset, d.len, d.meta.templated)),
         });
         self.memory.insert(key.clone(), m.clone()).await;
         Ok(Some(Found::Memory(m)))
