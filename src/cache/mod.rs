@@ -207,3 +207,49 @@ impl Cache {
         self.disk.remove(key).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Bounds every await of these tests.
+    async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(10), f)
+            .await
+            .expect("timed out")
+    }
+
+    #[tokio::test]
+    async fn large_entries_promoted_from_disk_keep_their_file_within_the_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(
+            MemoryTier::new(64 << 20, 4 << 20),
+            DiskTier::open(dir.path()).unwrap(),
+            Duration::from_secs(60),
+        )
+        .with_held_files(1);
+        let meta = entry::test_meta(Freshness::Immutable);
+        let big = HELD_MIN as usize;
+        // (key, body length, kept open)
+        let cases = [
+            ("a", big, true),
+            // The budget of one is spent.
+            ("b", big, false),
+            ("c", big - 1, false),
+        ];
+        for (name, len, _) in cases {
+            let body = Bytes::from(vec![b'x'; len]);
+            let key = CacheKey::from(name.to_owned());
+            within(cache.disk.put(&key, &meta, body)).await.unwrap();
+        }
+        for (name, len, held) in cases {
+            let key = CacheKey::from(name.to_owned());
+            let Some(Found::Memory(m)) = within(cache.get(&key)).await.unwrap() else {
+                panic!("{name}: not promoted to memory");
+            };
+            assert_eq!(m.body.len(), len, "{name}");
+            assert_eq!(m.backing.is_some(), held, "{name}");
+        }
+    }
+}
