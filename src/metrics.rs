@@ -39,6 +39,7 @@ pub struct Metrics {
     requests: IntCounterVec,
     responses: IntCounterVec,
     bytes_served: IntCounter,
+    sendfile_bytes: IntCounter,
     coalesced: IntCounter,
     upstream_requests: IntCounter,
     upstream_errors: IntCounterVec,
@@ -107,6 +108,10 @@ impl Metrics {
             bytes_served: counter(
                 "feedcache_bytes_served_total",
                 "Body bytes sent to clients.",
+            )?,
+            sendfile_bytes: counter(
+                "feedcache_sendfile_bytes_total",
+                "Body bytes sent by sendfile(2), part of feedcache_bytes_served_total.",
             )?,
             coalesced: counter(
                 "feedcache_coalesced_waiters_total",
@@ -268,6 +273,11 @@ impl Metrics {
             }
         }
         out
+    }
+
+    /// Body bytes that left by `sendfile` (the `sendfile` setting at work).
+    pub fn sendfile_bytes(&self, n: u64) {
+        self.sendfile_bytes.inc_by(n);
     }
 
     /// A connection was refused at the connection cap.

@@ -364,6 +364,25 @@ async fn large_entries_sent(conf: &str, size: usize) {
         assert!(got == body[from..to], "bytes {from}-{to} differ");
     }
     assert_eq!(up.hits(path), 1);
+    // To this host's clients (loopback) the body is written unless the
+    // setting says `true`; then every large part above went by `sendfile`,
+    // from the memory tier as from the disk tier.
+    let (_, _, m) = get(&proxy.url("/metrics")).await;
+    let m = String::from_utf8(m).unwrap();
+    let by_sendfile: u64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("feedcache_sendfile_bytes_total "))
+        .expect("sendfile counter")
+        .parse()
+        .unwrap();
+    // Two whole bodies and the range of 2,999,000 bytes; the last 100
+    // bytes are below `sendfile`'s minimum.
+    let want = if conf.contains("true") {
+        (2 * size + 2_999_000) as u64
+    } else {
+        0
+    };
+    assert_eq!(by_sendfile, want, "{conf:?}, {size} bytes");
 }
 
 /// A plain GET/HEAD is read in place and anything unusual by pingora

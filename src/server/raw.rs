@@ -68,7 +68,9 @@ pub async fn write(
         RawBody::Bytes(b) => write_all(stream, &raw.head, &b, sent, stall).await,
         RawBody::File(f) => {
             write_all(stream, &raw.head, &[], sent, stall).await?;
-            sendfile::send(stream, &f, &mut sent.body, stall).await
+            let r = sendfile::send(stream, &f, &mut sent.body, stall).await;
+            crate::metrics::get().sendfile_bytes(sent.body);
+            r
         }
     }
 }
