@@ -210,11 +210,18 @@ pub fn plan(reply: Reply, req: &Request<'_>, public_base: &str, mode: Mode) -> P
     let status = head.status;
     // Bodies that are whole at hand leave on HTTP/1 without pingora's
     // header machinery (`head.rs`); the rest stream through the session.
-    let at_hand = match (&body, len) {
-        _ if is_head => Some(RawBody::None),
-        // A memory body with its file at hand goes like a mapped disk one.
-        (Body::Held { file, offset, .. }, Some(n))
-            if n >= SENDFILE_MIN && mode.sendfile(true, || req.on_this_host()) =>
+    // A cached body with its file at hand (on disk, or held in memory as
+    // the file's mapping) goes by `sendfile` where it is large and the
+    // connection and the policy allow (`Sendfile`); an unmapped one would
+    // otherwise be read through user space block by block.
+    let on_file = match &body {
+        Body::Held { file, offset, .. } => Some((file, *offset, true)),
+        Body::Disk(d) => Some((&d.file, d.offset, d.map.is_some())),
+        _ => None,
+    };
+    let by_sendfile = match (on_file, len) {
+        (Some((file, offset, mapped)), Some(n))
+            if !is_head && n >= SENDFILE_MIN && mode.sendfile(mapped, || req.on_this_host()) =>
         {
             Some(RawBody::File(FileBody {
                 file: file.clone(),
@@ -222,22 +229,15 @@ pub fn plan(reply: Reply, req: &Request<'_>, public_base: &str, mode: Mode) -> P
                 len: n,
             }))
         }
+        _ => None,
+    };
+    let at_hand = match (&body, len) {
+        _ if is_head => Some(RawBody::None),
+        _ if by_sendfile.is_some() => by_sendfile,
         (
             Body::Bytes(b) | Body::Template { https: b, .. } | Body::Held { body: b, .. },
             Some(n),
         ) => Some(RawBody::Bytes(slice_of(b, start, n))),
-        // Large disk bodies go by `sendfile` where the connection and the
-        // policy allow (`Sendfile`); unmapped ones would otherwise be read
-        // through user space block by block.
-        (Body::Disk(d), Some(n))
-            if n >= SENDFILE_MIN && mode.sendfile(d.map.is_some(), || req.on_this_host()) =>
-        {
-            Some(RawBody::File(FileBody {
-                file: d.file.clone(),
-                offset: d.offset + start,
-                len: n,
-            }))
-        }
         (Body::Disk(d), Some(n)) => d
             .map
             .as_ref()
