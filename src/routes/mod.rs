@@ -296,9 +296,9 @@ fn v3(segs: &[&str]) -> Result<V3Route, RouteError> {
     })
 }
 
-fn flat_file(id: &str, version: &str, file: &str) -> Result<V3Route, RouteError> {
+fn flat_file(id: &str, spelled: &str, file: &str) -> Result<V3Route, RouteError> {
     let id = id_of(id)?;
-    let version = normalize_version(version).map_err(|e| bad(e.to_string()))?;
+    let version = normalize_version(spelled).map_err(|e| bad(e.to_string()))?;
     let lower = file.to_ascii_lowercase();
     let file = if let Some(stem) = lower.strip_suffix(".nupkg") {
         // `{id}.{version}.nupkg`, where the version may be spelled differently
@@ -307,7 +307,11 @@ fn flat_file(id: &str, version: &str, file: &str) -> Result<V3Route, RouteError>
             .strip_prefix(id.as_str())
             .and_then(|s| s.strip_prefix('.'))
             .ok_or(RouteError::NotFound)?;
-        if normalize_version(named).ok().as_deref() != Some(version.as_str()) {
+        // Spelled as in the directory (case aside), it means the same
+        // version without parsing it again: what clients send.
+        if !named.eq_ignore_ascii_case(spelled)
+            && normalize_version(named).ok().as_deref() != Some(version.as_str())
+        {
             return Err(RouteError::NotFound);
         }
         FlatFile::Nupkg

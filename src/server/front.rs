@@ -8,11 +8,12 @@
 //! to make room for new ones (see `conns`). HTTP/2 connections (TLS with
 //! ALPN `h2`) are handed to pingora's HTTP/2 server as they are.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::{Buf, BytesMut};
+use memchr::memmem;
 use pingora::apps::ServerApp;
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
@@ -392,8 +393,13 @@ fn skip_blank_lines(mut rest: BytesMut) -> BytesMut {
 /// empty line; one that begins with a line break (empty lines before the
 /// request line, which a parser skips) is left to the guarded path.
 fn holds_whole_header(start: &[u8]) -> bool {
+    // A client that sends one request at a time ends its read with the
+    // empty line: checked first, without a search. `memmem::find` would
+    // build its searcher on every call (0.4% of a 10 KB hit's samples).
+    static END: LazyLock<memmem::Finder<'static>> =
+        LazyLock::new(|| memmem::Finder::new(b"\r\n\r\n"));
     !matches!(start.first(), None | Some(b'\r' | b'\n'))
-        && memchr::memmem::find(start, b"\r\n\r\n").is_some()
+        && (start.ends_with(b"\r\n\r\n") || END.find(start).is_some())
 }
 
 #[cfg(test)]
@@ -428,6 +434,7 @@ mod tests {
             (b"GET / HTTP/1.1\r\n\r\n", true),
             // A pipelined second request after the first's end.
             (b"GET /a HTTP/1.1\r\n\r\nGET /b HT", true),
+            (b"PUT /a HTTP/1.1\r\nContent-Length: 2\r\n\r\nab", true),
             (b"GET / HTTP/1.1\r\nHost: a\r\n", false),
             (b"GET / HTTP/1.1\r\nHost: a\r\n\r", false),
             (b"GET / HTTP/1.1\n\n", false),
