@@ -34,7 +34,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGETS = ["feedcache", "feedcache-before", "nginx-cache", "varnish", "static"]
 TAG = {"feedcache": "fc", "feedcache-before": "fcb", "nginx-cache": "ngx", "varnish": "vn", "static": "st"}
 HITS = [f"{size}-c{c}" for size in SIZES for c in (64, 1)]
-SCENARIOS = HITS + ["cold", "herd"]
+# Latency at one offered load for every target: 10 KB hits over 64
+# connections that each wait PACE_MS between requests (~20k req/s here,
+# about half of what the slowest peer serves). At c64 unpaced, a faster
+# server is sent more requests by wrk and queues them on the same two
+# cores, so its p99 there is not comparable with a slower one's.
+PACED = ["10k-paced"]
+PACE_MS = 2
+SCENARIOS = HITS + PACED + ["cold", "herd"]
 
 
 def parse_args():
@@ -43,7 +50,8 @@ def parse_args():
     ap.add_argument("--seconds", type=int, default=3, help="per wrk run (~7 min in all by default)")
     ap.add_argument("--herd", type=int, default=200, help="concurrent clients on one cold 50 MB key")
     ap.add_argument("--only", default="", help="scenarios, comma-separated: " + ",".join(SCENARIOS)
-                    + "; a size (index,10k,1m,50m) means both c64 and c1; 'hits' means all hits")
+                    + "; a size (index,10k,1m,50m) means both c64 and c1 (and 10k-paced for 10k); "
+                    "'hits' means all hits but the paced one")
     # feedcache-before runs only with --baseline-bin, never by default.
     ap.add_argument("--targets", default=",".join(t for t in TARGETS if t != "feedcache-before"))
     ap.add_argument("--feedcache-bin", default=os.path.join(ROOT, "target", "release", "feedcache"))
@@ -88,6 +96,9 @@ class Bench:
         self.lua = os.path.join(w, "cold.lua")
         with open(self.lua, "w") as fh:
             fh.write(COLD_LUA)
+        self.paced_lua = os.path.join(w, "paced.lua")
+        with open(self.paced_lua, "w") as fh:
+            fh.write(f"function delay() return {PACE_MS} end\n")
         ports = {t: free_port() for t in ["origin"] + TARGETS}
         service_index(w, ports["origin"])
         self.origin = OriginLog(os.path.join(w, "ngx-origin", "access.log"))
@@ -137,13 +148,14 @@ class Bench:
                         f"expected 200 and {want} bytes; logs: {self.w}/{t}.err, ngx-*/")
 
     def hit(self, t, scen):
-        label, conns = scen.rsplit("-c", 1)
+        label, mode = scen.rsplit("-", 1)  # "10k-c64" or "10k-paced"
+        conns, script = (64, self.paced_lua) if mode == "paced" else (int(mode[1:]), None)
         pid = SIZES[label][0]
         url = self.base[t] + pkg_path(t, pid)
         for _ in range(3):  # warm: cached, and complete on disk where applicable
             curl(url)
         self.verify(t, url, label)
-        r = self.timed(t, lambda: wrk(url, int(conns), self.a.seconds, body=SIZES[label][1]))
+        r = self.timed(t, lambda: wrk(url, conns, self.a.seconds, script, body=SIZES[label][1]))
         if r["non2xx"]:
             raise Abort(f"{t}: {r['non2xx']} non-2xx answers to {url} during {scen}")
         r["origin_fetches"] = self.origin.count(f"/{pid}/")  # should stay 0: all hits
@@ -194,7 +206,7 @@ def run_rounds(a, b):
                     if t != "static":
                         b.warm_cold(t)
             for t in order:
-                if s in HITS:
+                if s in HITS or s in PACED:
                     r = b.hit(t, s)
                 elif t == "static":
                     r = b.herd(t, rnd) if s == "herd" else None  # static cannot miss
@@ -256,6 +268,17 @@ def report(a, res):
                                 med(cr), "CPU/req ÷ min(nginx-cache, varnish)", rr, cr, box])
         table(["scenario", "target", "req/s", "p50 ms", "p99 ms", "MB/s", "CPU µs/req",
                "wrk CPU µs/req", "req/s × static", "CPU × static", "notes"], rows)
+    for s in (s for s in PACED if s in a.scenarios):
+        print(f"Latency at one load ({s}: 10 KB hits, 64 connections each waiting {PACE_MS} ms "
+              "between requests; medians; p99 × nginx-cache = median of per-round ratios)\n")
+        rows, ref = [], res[s].get("nginx-cache")
+        for t, rs in res[s].items():
+            m = {k: med(col(rs, k)) for k in ("rps", "p50_ms", "p99_ms", "cpu_us")}
+            m["p99_x_nginx_cache"] = med(ratios(col(rs, "p99_ms"), col(ref, "p99_ms"))) if ref else None
+            summary.setdefault(s, {})[t] = m
+            rows.append([t, rng(col(rs, "rps")), f(m["p50_ms"], 2), rng(col(rs, "p99_ms"), 2),
+                         f(m["cpu_us"], 1), f(m["p99_x_nginx_cache"], 2)])
+        table(["target", "req/s", "p50 ms", "p99 ms", "CPU µs/req", "p99 × nginx-cache"], rows)
     if "cold" in a.scenarios and res["cold"]:
         print(f"Cold misses (wrk c=64, {a.seconds}s, a fresh {COLD_SIZE // 1024} KB key per request "
               "and target; × nginx-cache = median of per-round ratios)\n")
