@@ -9,25 +9,17 @@ use common::*;
 
 #[tokio::test]
 async fn nuget_exe_installs_through_feedcache() {
-    let Some(exe) = tools() else {
-        eprintln!("SKIPPED: mono or NuGet.exe not installed");
+    let Some(t) = E2e::setup().await else {
         return;
     };
-    let (work, home) = work_dirs();
-    let (app, dep) = make_packages(&exe, &home, work.path()).await;
 
-    let up = nuget_org_serving(&app, &dep).await;
+    let up = nuget_org_serving(&t.app, &t.dep).await;
 
-    let cache = work.path().join("cache");
+    let cache = t.path().join("cache");
     let proxy = Proxy::start(&up.index_url(), &cache, &[]).await;
-    let config = work.path().join("NuGet.Config");
-    std::fs::write(
-        &config,
-        r#"<?xml version="1.0" encoding="utf-8"?><configuration><packageSources><clear /></packageSources></configuration>"#,
-    )
-    .unwrap();
+    let config = t.config_without_sources();
     let source = proxy.url("/v3/index.json");
-    install_twice(&exe, work.path(), &source, &config, &app, &dep).await;
+    t.install_twice(&source, &config).await;
 
     // Each package left the upstream once; the second install was all cache.
     assert_eq!(
@@ -54,38 +46,35 @@ async fn nuget_exe_installs_through_feedcache() {
 
 #[tokio::test]
 async fn nuget_exe_installs_from_a_proget_feed_with_basic_credentials() {
-    let Some(exe) = tools() else {
-        eprintln!("SKIPPED: mono or NuGet.exe not installed");
+    let Some(t) = E2e::setup().await else {
         return;
     };
-    let (work, home) = work_dirs();
-    let (app, dep) = make_packages(&exe, &home, work.path()).await;
 
     let nuget_org = FakeUpstream::start().await;
     nuget_org.serve_nuget_index();
-    let proget = proget_serving(&app, &dep).await;
+    let proget = proget_serving(&t.app, &t.dep).await;
 
-    std::fs::write(work.path().join("client-keys"), "client-key\n").unwrap();
-    let conf = work.path().join("feedcache.toml");
+    std::fs::write(t.path().join("client-keys"), "client-key\n").unwrap();
+    let conf = t.path().join("feedcache.toml");
     std::fs::write(
         &conf,
         format!(
             "[proget]\nurl = \"{}/\"\napi_key_env = \"FC_E2E_PROGET_KEY\"\n[auth]\napi_keys_file = \"{}\"\n",
             proget.base(),
-            work.path().join("client-keys").display()
+            t.path().join("client-keys").display()
         ),
     )
     .unwrap();
     let proxy = Proxy::start_with_env(
         &nuget_org.index_url(),
-        &work.path().join("cache"),
+        &t.path().join("cache"),
         &["-c", conf.to_str().unwrap()],
         &[("FC_E2E_PROGET_KEY", "upstream-key")],
     )
     .await;
     let source = proxy.url("/nuget/internal/v3/index.json");
     // NuGet sends the stored credentials after feedcache's 401 challenge.
-    let config = work.path().join("NuGet.Config");
+    let config = t.path().join("NuGet.Config");
     std::fs::write(
         &config,
         format!(
@@ -97,7 +86,7 @@ async fn nuget_exe_installs_from_a_proget_feed_with_basic_credentials() {
         ),
     )
     .unwrap();
-    install_twice(&exe, work.path(), "feedcache", &config, &app, &dep).await;
+    t.install_twice("feedcache", &config).await;
 
     assert_eq!(
         proget.hits("/nuget/internal/v3/flatcontainer/demo.app/1.0.0/demo.app.1.0.0.nupkg"),
@@ -117,29 +106,21 @@ async fn nuget_exe_installs_from_a_proget_feed_with_basic_credentials() {
 /// through feedcache before it installs (issue #10 points 3 and 6).
 #[tokio::test]
 async fn nuget_exe_reads_repository_signatures_over_https() {
-    let Some(exe) = tools() else {
-        eprintln!("SKIPPED: mono or NuGet.exe not installed");
+    let Some(t) = E2e::setup().await else {
         return;
     };
-    let (work, home) = work_dirs();
-    let (app, dep) = make_packages(&exe, &home, work.path()).await;
-    let up = nuget_org_serving(&app, &dep).await;
-    let (section, port, ck) = tls::self_signed(work.path());
-    let conf = work.path().join("feedcache.toml");
+    let up = nuget_org_serving(&t.app, &t.dep).await;
+    let (section, port, ck) = tls::self_signed(t.path());
+    let conf = t.path().join("feedcache.toml");
     std::fs::write(&conf, section).unwrap();
-    let cache = work.path().join("cache");
+    let cache = t.path().join("cache");
     let _proxy = Proxy::start(&up.index_url(), &cache, &["-c", conf.to_str().unwrap()]).await;
     for round in 0..2 {
-        mono_trust(&work.path().join(format!("home{round}")), &ck.cert.pem());
+        mono_trust(&t.path().join(format!("home{round}")), &ck.cert.pem());
     }
-    let config = work.path().join("NuGet.Config");
-    std::fs::write(
-        &config,
-        r#"<?xml version="1.0" encoding="utf-8"?><configuration><packageSources><clear /></packageSources></configuration>"#,
-    )
-    .unwrap();
+    let config = t.config_without_sources();
     let source = format!("https://localhost:{port}/v3/index.json");
-    install_twice(&exe, work.path(), &source, &config, &app, &dep).await;
+    t.install_twice(&source, &config).await;
     assert_eq!(
         up.hits(SIGNATURES),
         1,
@@ -156,24 +137,21 @@ async fn nuget_exe_reads_repository_signatures_over_https() {
 /// Both upstreams serve both packages; the rules decide who is asked.
 #[tokio::test]
 async fn nuget_exe_restores_across_two_upstreams_through_one_virtual_feed() {
-    let Some(exe) = tools() else {
-        eprintln!("SKIPPED: mono or NuGet.exe not installed");
+    let Some(t) = E2e::setup().await else {
         return;
     };
-    let (work, home) = work_dirs();
-    let (app, dep) = make_packages(&exe, &home, work.path()).await;
     let nuget_org = FakeUpstream::start().await;
     nuget_org.serve_nuget_index();
     serve_packages(
         &nuget_org,
-        &app,
-        &dep,
+        &t.app,
+        &t.dep,
         "/v3/registration5-semver1/",
         "/v3-flatcontainer/",
         &["/v3/registration5-gz-semver2/"],
     );
-    let proget = proget_serving(&app, &dep).await;
-    let conf = work.path().join("feedcache.toml");
+    let proget = proget_serving(&t.app, &t.dep).await;
+    let conf = t.path().join("feedcache.toml");
     std::fs::write(
         &conf,
         format!(
@@ -194,19 +172,14 @@ upstreams = [
     .unwrap();
     let proxy = Proxy::start_with_env(
         &nuget_org.index_url(),
-        &work.path().join("cache"),
+        &t.path().join("cache"),
         &["-c", conf.to_str().unwrap()],
         &[("FC_E2E_PROGET_KEY", "upstream-key")],
     )
     .await;
-    let config = work.path().join("NuGet.Config");
-    std::fs::write(
-        &config,
-        r#"<?xml version="1.0" encoding="utf-8"?><configuration><packageSources><clear /></packageSources></configuration>"#,
-    )
-    .unwrap();
+    let config = t.config_without_sources();
     let source = proxy.url("/feeds/company/v3/index.json");
-    install_twice(&exe, work.path(), &source, &config, &app, &dep).await;
+    t.install_twice(&source, &config).await;
 
     let nupkg = |flat: &str, id: &str, v: &str| format!("{flat}{id}/{v}/{id}.{v}.nupkg");
     let internal = "/nuget/internal/v3/flatcontainer/";

@@ -289,11 +289,54 @@ pub async fn install_twice(
     }
 }
 
-pub fn work_dirs() -> (tempfile::TempDir, PathBuf) {
-    let work = tempfile::tempdir().unwrap();
-    let home = work.path().join("home");
-    std::fs::create_dir_all(home.join(".config/NuGet")).unwrap();
-    (work, home)
+/// What every NuGet.exe test starts from: the client, a work folder, and
+/// the two packages packed by NuGet.exe itself.
+pub struct E2e {
+    pub exe: PathBuf,
+    pub work: tempfile::TempDir,
+    pub app: Vec<u8>,
+    pub dep: Vec<u8>,
+}
+
+impl E2e {
+    /// None (the caller returns, a skip) when mono or NuGet.exe is missing
+    /// and the run does not require them.
+    pub async fn setup() -> Option<E2e> {
+        let Some(exe) = tools() else {
+            eprintln!("SKIPPED: mono or NuGet.exe not installed");
+            return None;
+        };
+        let work = tempfile::tempdir().unwrap();
+        let home = work.path().join("home");
+        std::fs::create_dir_all(home.join(".config/NuGet")).unwrap();
+        let (app, dep) = make_packages(&exe, &home, work.path()).await;
+        Some(E2e {
+            exe,
+            work,
+            app,
+            dep,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.work.path()
+    }
+
+    /// A NuGet.Config with no sources of its own: the test names the one
+    /// source on the command line.
+    pub fn config_without_sources(&self) -> PathBuf {
+        let config = self.path().join("NuGet.Config");
+        std::fs::write(
+            &config,
+            r#"<?xml version="1.0" encoding="utf-8"?><configuration><packageSources><clear /></packageSources></configuration>"#,
+        )
+        .unwrap();
+        config
+    }
+
+    pub async fn install_twice(&self, source: &str, config: &Path) {
+        install_twice(&self.exe, self.path(), source, config, &self.app, &self.dep).await;
+    }
 }
 
 /// A fake ProGet feed `internal` (insisting on the key `upstream-key`)
