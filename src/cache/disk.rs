@@ -112,12 +112,17 @@ impl DiskTier {
             .time_to_idle(OPEN_IDLE)
             .build();
         let index = Arc::new(DiskIndex::default());
-        let (ix, dir, mine) = (index.clone(), data.clone(), temp_prefix.clone());
+        let durable = Durability::open(root);
+        let (ix, dir, mine, d) = (
+            index.clone(),
+            data.clone(),
+            temp_prefix.clone(),
+            durable.clone(),
+        );
         std::thread::Builder::new()
             .name("feedcache-index".into())
-            .spawn(move || ix.rebuild(&dir, &mine))
+            .spawn(move || ix.rebuild(&dir, &mine, &d))
             .map_err(|e| io_err(&data, e))?;
-        let durable = Durability::open(root);
         durable.spawn().map_err(|e| io_err(root, e))?;
         Ok(DiskTier {
             data,
@@ -486,6 +491,50 @@ mod tests {
         tier.index.remove(&name);
         assert!(tier.create_new(&name, &path, b"x", b"").is_none());
         assert_eq!(std::fs::metadata(&path).unwrap().ino(), inodes[1]);
+    }
+
+    /// A power cut tore an entry (body zeroed, length kept) that the next
+    /// run never loaded. That run's sync must not vouch for it: its start-up
+    /// scan checks the seal and removes it, so a third run cannot serve it.
+    #[tokio::test]
+    async fn an_entry_torn_before_a_run_is_checked_before_the_marker_moves() {
+        use super::super::durable::Durability;
+        let key = CacheKey::from("nuget/flat/a/1.0.0/a.1.0.0.nupkg".to_string());
+        let made = tempfile::tempdir().unwrap();
+        let maker = DiskTier::open(made.path()).unwrap();
+        maker
+            .put(&key, &meta(), Bytes::from(vec![7u8; 20_000]))
+            .await
+            .unwrap();
+        let mut torn = std::fs::read(maker.path_for(&key)).unwrap();
+        let len = torn.len();
+        torn[len - 10_000..].fill(0);
+
+        // The cut: the file is back with its length but not its data, last
+        // written well before the next run, and no sync was recorded.
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let path = data.join(&name_for(&key)[..2]).join(name_for(&key));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &torn).unwrap();
+        let long_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(30);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
+
+        // The next run scans, writes something, and syncs.
+        let second = Durability::open(dir.path());
+        DiskIndex::default().rebuild(&data, ".fill-0badf00d-", &second);
+        assert!(!path.exists(), "the torn entry is removed by the scan");
+        second.written();
+        second.sync_round();
+
+        // A third run trusts what the marker covers; the torn body is gone.
+        let third = DiskTier::open(dir.path()).unwrap();
+        assert!(third.get(&key).await.unwrap().is_none());
     }
 
     #[tokio::test]

@@ -11,9 +11,14 @@
 //! torn (short, or zero-filled where the data never reached the disk).
 //! At start, that time is read back; an entry last modified between it and
 //! this process's start is "suspect", and its seal (length and CRC-32, see
-//! `entry.rs`) is checked when it is first loaded; a mismatch removes it
-//! and the next request fetches it again. A `kill -9` loses nothing: the
-//! page cache survives the process, and temp files never become entries.
+//! `entry.rs`) is checked when it is first loaded, and by the start-up scan
+//! (`index.rs`); a mismatch removes it and the next request fetches it
+//! again. A `kill -9` loses nothing: the page cache survives the process,
+//! and temp files never become entries.
+//!
+//! The marker moves only after the scan has checked every suspect entry
+//! (`window_checked`): a sync cannot repair an entry torn before this run,
+//! so a marker moved past an unchecked one would let the next run serve it.
 
 use std::fs::File;
 use std::io::Write;
@@ -38,6 +43,9 @@ pub struct Durability {
     started: SystemTime,
     /// Entries were written since the last sync.
     dirty: AtomicBool,
+    /// Every suspect entry has been checked (or removed) by the start-up
+    /// scan; until then the marker stays where the last run left it.
+    checked: AtomicBool,
 }
 
 impl Durability {
@@ -53,6 +61,27 @@ impl Durability {
             trusted_before,
             started: SystemTime::now(),
             dirty: AtomicBool::new(false),
+            checked: AtomicBool::new(false),
+        })
+    }
+
+    /// The start-up scan has checked every suspect entry: the next round
+    /// may move the marker past them (it syncs first, so entries checked
+    /// in the page cache after a `kill -9` are on disk by then).
+    pub fn window_checked(&self) {
+        self.checked.store(true, Ordering::Release);
+        self.dirty.store(true, Ordering::Relaxed);
+    }
+
+    /// One that suspects no entry, for tests of other parts.
+    #[cfg(test)]
+    pub fn trusting_all() -> Arc<Self> {
+        Arc::new(Durability {
+            root: PathBuf::new(),
+            trusted_before: UNIX_EPOCH,
+            started: UNIX_EPOCH,
+            dirty: AtomicBool::new(false),
+            checked: AtomicBool::new(false),
         })
     }
 
@@ -75,7 +104,7 @@ impl Durability {
     /// One round: if anything was written, sync the file system and record
     /// when the sync started. Public for tests.
     pub fn sync_round(&self) {
-        if !self.dirty.swap(false, Ordering::Relaxed) {
+        if !self.checked.load(Ordering::Acquire) || !self.dirty.swap(false, Ordering::Relaxed) {
             return;
         }
         let began = SystemTime::now()
@@ -116,6 +145,7 @@ mod tests {
             trusted_before: at(100),
             started: at(200),
             dirty: AtomicBool::new(false),
+            checked: AtomicBool::new(false),
         };
         for (mtime, want) in [
             (50, false),
@@ -129,21 +159,23 @@ mod tests {
     }
 
     #[test]
-    fn a_sync_round_moves_the_marker() {
+    fn the_marker_moves_only_after_writes_once_the_window_is_checked() {
         let dir = tempfile::tempdir().unwrap();
         let first = Durability::open(dir.path());
         assert_eq!(first.trusted_before, UNIX_EPOCH, "no marker yet");
+        let marker = || Durability::open(dir.path()).trusted_before;
         first.sync_round();
-        assert_eq!(
-            Durability::open(dir.path()).trusted_before,
-            UNIX_EPOCH,
-            "nothing written"
-        );
-        let before = SystemTime::now() - CLOCK_SLACK;
+        assert_eq!(marker(), UNIX_EPOCH, "nothing written");
         first.written();
         first.sync_round();
-        let next = Durability::open(dir.path());
-        assert!(next.trusted_before >= before - Duration::from_millis(1));
-        assert!(next.trusted_before <= SystemTime::now());
+        assert_eq!(marker(), UNIX_EPOCH, "written, but the window is unchecked");
+        let before = SystemTime::now() - CLOCK_SLACK;
+        first.window_checked();
+        first.sync_round();
+        let moved = marker();
+        assert!(moved >= before - Duration::from_millis(1));
+        assert!(moved <= SystemTime::now());
+        first.sync_round();
+        assert_eq!(marker(), moved, "nothing written since");
     }
 }

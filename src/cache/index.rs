@@ -8,6 +8,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::UNIX_EPOCH;
+
+use super::durable::Durability;
+use super::load::load;
 
 /// One file in `data/`.
 #[derive(Debug, Clone)]
@@ -118,13 +122,27 @@ impl DiskIndex {
     /// into place; files that are not entries are left alone and logged.
     /// Temp files of earlier runs (crashed fills) are removed; those named
     /// with `mine`, this run's temp prefix, belong to fills under way.
-    /// Runs on a thread of its own at start.
-    pub fn rebuild(&self, data: &Path, mine: &str) {
+    /// Entries a power cut may have torn (`durable.rs`) have their seal
+    /// checked on the way; damaged ones are removed. Runs on a thread of
+    /// its own at start.
+    pub fn rebuild(&self, data: &Path, mine: &str, durable: &Durability) {
         let mut found = Vec::new();
+        let mut all_checked = true;
         for file in walk(data, mine) {
             let Ok(meta) = std::fs::metadata(&file) else {
                 continue;
             };
+            if durable.suspect(meta.modified().unwrap_or(UNIX_EPOCH)) {
+                match load(&file, durable) {
+                    Ok(Some(_)) => {}
+                    Ok(None) => continue, // damaged and removed, or gone
+                    Err(e) => {
+                        // Left to the check on first load; the marker stays.
+                        tracing::warn!(error = %e, "cannot check a cache entry at start");
+                        all_checked = false;
+                    }
+                }
+            }
             let name = file
                 .file_name()
                 .and_then(|n| n.to_str())
@@ -150,6 +168,9 @@ impl DiskIndex {
         }
         drop(items);
         self.ready.store(true, Ordering::Relaxed);
+        if all_checked {
+            durable.window_checked();
+        }
     }
 }
 
@@ -268,7 +289,7 @@ mod tests {
         std::fs::write(data.join("ab/.fill-deadbeef-1x"), b"crashed").unwrap();
         std::fs::write(data.join("ab/.fill-0badf00d-2y"), b"filling").unwrap();
         let ix = DiskIndex::default();
-        ix.rebuild(&data, ".fill-0badf00d-");
+        ix.rebuild(&data, ".fill-0badf00d-", &Durability::trusting_all());
         assert!(!data.join("ab/.fill-deadbeef-1x").exists());
         assert!(data.join("ab/.fill-0badf00d-2y").exists());
         assert!(ix.ready());
