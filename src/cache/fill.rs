@@ -278,7 +278,12 @@ impl Cache {
                 body: k.freeze(),
                 backing: None,
             },
-            _ => return Ok(()),
+            _ => {
+                // Disk only; an older memory entry of the key must not
+                // shadow the new file.
+                self.memory.remove(key).await;
+                return Ok(());
+            }
         };
         self.memory.insert(key.clone(), Arc::new(entry)).await;
         Ok(())

@@ -57,13 +57,17 @@ impl MemoryTier {
         Some(e)
     }
 
-    /// Inserts when the entry is small enough; larger ones stay on disk only.
+    /// Inserts when the entry is small enough; larger ones stay on disk
+    /// only, and an older entry of the key goes (memory is asked first, so
+    /// a document that outgrew the tier would otherwise be served old).
     pub async fn insert(&self, key: CacheKey, entry: Arc<MemEntry>) {
         if self.admits(entry.body.len() as u64) {
             self.cache.insert(key, entry).await;
             // Not left to the eviction listener: moka may call it later,
             // with its housekeeping, and the change must be seen at once.
             self.hot.changed();
+        } else {
+            self.remove(&key).await;
         }
     }
 
@@ -81,5 +85,31 @@ impl MemoryTier {
     pub async fn weighted_size(&self) -> u64 {
         self.cache.run_pending_tasks().await;
         self.cache.weighted_size()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::entry::{test_meta, Freshness};
+    use bytes::Bytes;
+
+    #[tokio::test]
+    async fn an_entry_that_outgrows_the_tier_leaves_no_older_one() {
+        let tier = MemoryTier::new(1 << 20, 10);
+        let key = CacheKey::from("nuget/flat/a/index.json".to_string());
+        let entry = |len: usize| {
+            Arc::new(MemEntry {
+                meta: Arc::new(test_meta(Freshness::Immutable)),
+                body: Bytes::from(vec![b'x'; len]),
+                backing: None,
+            })
+        };
+        // (body length put, length then found in memory)
+        for (len, found) in [(5, Some(5)), (20, None), (10, Some(10))] {
+            tier.insert(key.clone(), entry(len)).await;
+            let got = tier.get(&key).await.map(|e| e.body.len());
+            assert_eq!(got, found, "after a put of {len} bytes");
+        }
     }
 }
