@@ -461,8 +461,7 @@ pub(super) fn blob_meta(h: &http::HeaderMap, url: &Url, len: Option<u64>) -> Met
     // The upstream's validator when it has one, so clients see the same ETag
     // as from the origin; otherwise one derived from what identifies the body.
     let etag = match &upstream_etag {
-        Some(t) if t.starts_with('"') => t.clone(),
-        Some(t) => format!("\"{}\"", t.trim_start_matches("W/").trim_matches('"')),
+        Some(t) => quoted_etag(t),
         None => super::etag_of(
             format!("{url}|{len:?}|{}", last_modified.as_deref().unwrap_or("")).as_bytes(),
         ),
@@ -479,9 +478,31 @@ pub(super) fn blob_meta(h: &http::HeaderMap, url: &Url, len: Option<u64>) -> Met
     }
 }
 
+/// The upstream's entity tag, quoted where it was not. A weak one stays
+/// weak: the upstream promises no byte-for-byte sameness for it, so
+/// `If-Range` must never match it (`server/range.rs`).
+fn quoted_etag(t: &str) -> String {
+    match t.strip_prefix("W/") {
+        Some(w) => format!("W/\"{}\"", w.trim_matches('"')),
+        None => format!("\"{}\"", t.trim_matches('"')),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::safe_content_type;
+    use super::{quoted_etag, safe_content_type};
+
+    #[test]
+    fn upstream_etags_are_quoted_and_stay_weak_or_strong() {
+        for (upstream, want) in [
+            ("\"abc\"", "\"abc\""),
+            ("abc", "\"abc\""),
+            ("W/\"abc\"", "W/\"abc\""),
+            ("W/abc", "W/\"abc\""),
+        ] {
+            assert_eq!(quoted_etag(upstream), want, "{upstream}");
+        }
+    }
 
     #[test]
     fn only_safe_types_pass() {

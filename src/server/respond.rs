@@ -12,7 +12,7 @@ use pingora::prelude::*;
 use pingora::protocols::http::ServerSession as Session;
 
 use super::head::Head;
-use super::range::{none_match, parse_range, RangeAsk};
+use super::range::{if_range_holds, none_match, parse_range, RangeAsk};
 use super::raw::{Raw, RawBody};
 use super::request::Request;
 use super::sendfile::{FileBody, SENDFILE_MIN};
@@ -184,8 +184,14 @@ pub fn plan(reply: Reply, req: &Request<'_>, public_base: &str, mode: Mode) -> P
     };
     // A fill in progress is sent whole: ranges are served once it is cached.
     // Extracted files are inflated front to back, so they are sent whole too.
+    // HEAD ignores Range (RFC 9110 §14.2), and a failed If-Range asks for
+    // the whole current body.
     let ask = match (&body, total) {
         (Body::Fill(..) | Body::Stream(..) | Body::Extract(_), _) | (_, None) => RangeAsk::Full,
+        _ if is_head => RangeAsk::Full,
+        _ if !if_range_holds(req.header("if-range"), &etag, meta.last_modified.as_deref()) => {
+            RangeAsk::Full
+        }
         (_, Some(len)) => parse_range(req.header("range"), len),
     };
     let (start, len) = match (ask, total) {
