@@ -130,6 +130,36 @@ async fn a_refused_header_is_answered_while_the_client_still_sends() {
     }
 }
 
+/// A request that declares a body (which no route reads) and holds it
+/// back for a `100 Continue` is answered at once, not left waiting until
+/// the header deadline (RFC 9110 10.1.1: a final status instead of 100).
+#[tokio::test]
+async fn a_request_holding_its_body_for_100_continue_is_answered() {
+    // A header deadline far beyond the test's step timeout: waiting for
+    // the body would fail the test rather than end in a closed connection.
+    let (_up, proxy, _dir) = start("[connections]\nheader_timeout = \"10m\"\n").await;
+    for (method, path, want) in [
+        ("GET", "/health", "HTTP/1.1 200"),
+        ("PUT", "/api/v2/package", "HTTP/1.1 4"),
+    ] {
+        let mut s = within(TcpStream::connect(proxy.addr())).await.unwrap();
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+        );
+        within(s.write_all(head.as_bytes())).await.unwrap();
+        let mut got = Vec::new();
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            let mut chunk = [0u8; 4096];
+            let n = within(s.read(&mut chunk)).await.unwrap();
+            assert!(n > 0, "{method}: closed without a reply");
+            got.extend_from_slice(&chunk[..n]);
+        }
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with(want), "{method}: {text}");
+        assert!(text.contains("Connection: close"), "{method}: {text}");
+    }
+}
+
 /// Bytes sent after a head: more than the loopback's socket buffers
 /// hold, so the client is still sending when the reply comes.
 const FLOOD: usize = 32 << 20;

@@ -122,6 +122,12 @@ impl Handler {
     /// is left in `Outcome::raw` for the caller to write; `log` records the
     /// request once it is done.
     pub async fn serve(&self, session: &mut ServerSession, h1: Option<bool>) -> Outcome {
+        // No route reads a request body. With one declared, the reply closes
+        // the connection (lingering) instead of first draining a body the
+        // client may hold back for a `100 Continue` it would never get.
+        if h1.is_some() && !session.is_body_empty() {
+            session.set_keepalive(None);
+        }
         let conn = h1.map(|plain| Conn {
             plain,
             keep: session.as_http1().is_some_and(|h| h.will_keepalive()),
