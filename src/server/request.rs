@@ -33,7 +33,8 @@ pub struct Request<'a> {
     /// The target's authority (HTTP/2's `:authority`, an absolute-form
     /// target): the host name when there is no `Host` field.
     pub authority: Option<&'a str>,
-    pub http2: bool,
+    /// HTTP/1.0, 1.1 or 2: how a body of unknown length is framed.
+    pub version: http::Version,
     fields: Fields<'a>,
     conn: Conn<'a>,
 }
@@ -62,7 +63,11 @@ impl<'a> Request<'a> {
             path: req.uri.path(),
             query: req.uri.query(),
             authority: req.uri.authority().map(|a| a.as_str()),
-            http2: session.is_http2(),
+            version: if session.is_http2() {
+                http::Version::HTTP_2
+            } else {
+                req.version
+            },
             fields: Fields::Map(&req.headers),
             conn: Conn::Session(session),
         }
@@ -223,7 +228,7 @@ pub fn parse_plain<'a>(
             path,
             query,
             authority: None,
-            http2: false,
+            version: http::Version::HTTP_11,
             fields: Fields::Parsed(fields),
             conn: Conn::Stream {
                 tls: stream.get_ssl_digest().is_some(),

@@ -209,8 +209,10 @@ pub fn plan(reply: Reply, req: &Request<'_>, public_base: &str, mode: Mode) -> P
     match len {
         Some(n) => head.push("Content-Length", n),
         // HTTP/1.1 needs chunked framing to show where an unknown-length body
-        // ends (and that it ended); HTTP/2 frames it itself.
-        None if !req.http2 => head.push("Transfer-Encoding", "chunked"),
+        // ends (and that it ended); HTTP/2 frames it itself; HTTP/1.0 has no
+        // chunked framing (RFC 9112 6.1): its body ends with the connection
+        // (`write_streamed`).
+        None if req.version == http::Version::HTTP_11 => head.push("Transfer-Encoding", "chunked"),
         None => {}
     }
     let status = head.status;
@@ -275,6 +277,10 @@ pub async fn write_streamed(session: &mut Session, reply: Streamed) -> Result<Se
         head_only,
     } = reply;
     let status = head.status;
+    if len.is_none() && session.req_header().version == http::Version::HTTP_10 {
+        // Close-delimited: no keep-alive after it (`plan`).
+        session.set_keepalive(None);
+    }
     session.write_response_header(head.to_pingora()?).await?;
     if head_only {
         return Ok(Sent { status, bytes: 0 });
