@@ -52,7 +52,7 @@ impl AppError {
     pub fn status(&self) -> u16 {
         match self {
             AppError::Route(RouteError::NotFound) => 404,
-            AppError::Route(RouteError::MethodNotAllowed) => 405,
+            AppError::Route(RouteError::MethodNotAllowed(_)) => 405,
             AppError::Route(RouteError::TooLong) => 414,
             AppError::Route(RouteError::BadRequest(_)) => 400,
             AppError::NotFound | AppError::Unconfigured(_) => 404,
@@ -152,6 +152,10 @@ impl AppError {
             AppError::Upstream(UpstreamError::CircuitOpen { retry_after, .. }) => {
                 headers.push((header::RETRY_AFTER, retry_after.to_string()));
             }
+            // RFC 9110 15.5.6: a 405 names the methods the resource takes.
+            AppError::Route(RouteError::MethodNotAllowed(allow)) => {
+                headers.push((header::ALLOW, (*allow).to_owned()));
+            }
             // NuGet clients send their key as Basic credentials on a challenge.
             AppError::Unauthorized => {
                 headers.push((header::WWW_AUTHENTICATE, "Basic realm=\"feedcache\"".into()));
@@ -239,7 +243,7 @@ mod tests {
             ),
             (UpstreamError::Offline.into(), 503),
             (RouteError::NotFound.into(), 404),
-            (RouteError::MethodNotAllowed.into(), 405),
+            (RouteError::MethodNotAllowed("GET, HEAD").into(), 405),
             (RouteError::TooLong.into(), 414),
             (RouteError::BadRequest("x".into()).into(), 400),
             (AppError::NotFound, 404),
@@ -309,13 +313,13 @@ mod tests {
     /// The headers each error calls for, beside the text type.
     #[test]
     fn response_headers() {
-        use http::header::{CONTENT_RANGE, RETRY_AFTER, WWW_AUTHENTICATE};
+        use http::header::{ALLOW, CONTENT_RANGE, RETRY_AFTER, WWW_AUTHENTICATE};
         let open = AppError::from(UpstreamError::CircuitOpen {
             host: "h".into(),
             retry_after: 9,
         });
         type Extra = Option<(http::HeaderName, &'static str)>;
-        let table: [(AppError, u16, Extra); 4] = [
+        let table: [(AppError, u16, Extra); 5] = [
             (open, 502, Some((RETRY_AFTER, "9"))),
             (
                 AppError::RangeNotSatisfiable(10),
@@ -328,6 +332,11 @@ mod tests {
                 Some((WWW_AUTHENTICATE, "Basic realm=\"feedcache\"")),
             ),
             (AppError::NotFound, 404, None),
+            (
+                RouteError::MethodNotAllowed("POST, DELETE").into(),
+                405,
+                Some((ALLOW, "POST, DELETE")),
+            ),
         ];
         for (e, status, extra) in table {
             let r = e.response();

@@ -145,8 +145,9 @@ pub enum V3Route {
 pub enum RouteError {
     #[error("not found")]
     NotFound,
+    /// With the methods the resource takes, for the `Allow` field.
     #[error("method not allowed")]
-    MethodNotAllowed,
+    MethodNotAllowed(&'static str),
     #[error("URL too long")]
     TooLong,
     #[error("{0}")]
@@ -181,7 +182,7 @@ fn route_path(method: &http::Method, path: &str, query: &Query) -> Result<Route,
         ["admin", "stats"] => Route::AdminStats,
         ["admin", "purge"] => {
             if method != http::Method::POST && method != http::Method::DELETE {
-                return Err(RouteError::MethodNotAllowed);
+                return Err(RouteError::MethodNotAllowed("POST, DELETE"));
             }
             return purge_spec(query).map(Route::AdminPurge);
         }
@@ -231,7 +232,11 @@ fn route_path(method: &http::Method, path: &str, query: &Query) -> Result<Route,
         _ => return Err(RouteError::NotFound),
     };
     if method != http::Method::GET && method != http::Method::HEAD {
-        return Err(RouteError::MethodNotAllowed);
+        let allow = match r {
+            Route::AdminOffline(_) => "GET, HEAD, POST",
+            _ => "GET, HEAD",
+        };
+        return Err(RouteError::MethodNotAllowed(allow));
     }
     Ok(r)
 }

@@ -235,10 +235,18 @@ fn methods_and_limits() {
         route(&Method::HEAD, "/v3/index.json", None),
         v3(V3Route::ServiceIndex)
     );
-    assert_eq!(
-        route(&Method::POST, "/v3/index.json", None),
-        Err(RouteError::MethodNotAllowed)
-    );
+    // (method, path, the methods the 405 names)
+    for (method, path, allow) in [
+        (Method::POST, "/v3/index.json", "GET, HEAD"),
+        (Method::PUT, "/admin/offline", "GET, HEAD, POST"),
+        (Method::GET, "/admin/purge", "POST, DELETE"),
+    ] {
+        assert_eq!(
+            route(&method, path, None),
+            Err(RouteError::MethodNotAllowed(allow)),
+            "{method} {path}"
+        );
+    }
     assert_eq!(
         route(&Method::DELETE, "/nope", None),
         Err(RouteError::NotFound)
