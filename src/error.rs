@@ -60,6 +60,7 @@ impl AppError {
             AppError::Upstream(UpstreamError::Offline) => 503,
             AppError::Upstream(UpstreamError::Refused { status, .. }) => *status,
             AppError::Upstream(_) | AppError::BadUpstream(_) => 502,
+            AppError::Cache(CacheError::IndexLoading) => 503,
             AppError::Cache(_) | AppError::Internal(_) => 500,
             AppError::RangeNotSatisfiable(_) => 416,
             AppError::Unauthorized => 401,
@@ -152,6 +153,9 @@ impl AppError {
             AppError::Upstream(UpstreamError::CircuitOpen { retry_after, .. }) => {
                 headers.push((header::RETRY_AFTER, retry_after.to_string()));
             }
+            AppError::Cache(CacheError::IndexLoading) => {
+                headers.push((header::RETRY_AFTER, "5".to_owned()));
+            }
             // RFC 9110 15.5.6: a 405 names the methods the resource takes.
             AppError::Route(RouteError::MethodNotAllowed(allow)) => {
                 headers.push((header::ALLOW, (*allow).to_owned()));
@@ -193,6 +197,9 @@ impl AppError {
             }) => format!("{host} refused the request ({status}): {message}"),
             AppError::Upstream(e) => format!("upstream failed: {e}"),
             AppError::BadUpstream(_) => "upstream sent an unusable response".into(),
+            AppError::Cache(CacheError::IndexLoading) => {
+                "the cache index is still loading; retry shortly".into()
+            }
             AppError::Cache(_) => "cache error".into(),
             AppError::Internal(_) => "internal error".into(),
             AppError::RangeNotSatisfiable(_) => "range not satisfiable".into(),
@@ -245,6 +252,7 @@ mod tests {
             (RouteError::NotFound.into(), 404),
             (RouteError::MethodNotAllowed("GET, HEAD").into(), 405),
             (RouteError::TooLong.into(), 414),
+            (CacheError::IndexLoading.into(), 503),
             (RouteError::BadRequest("x".into()).into(), 400),
             (AppError::NotFound, 404),
             (UpstreamError::Timeout("u".into()).into(), 504),
@@ -319,7 +327,7 @@ mod tests {
             retry_after: 9,
         });
         type Extra = Option<(http::HeaderName, &'static str)>;
-        let table: [(AppError, u16, Extra); 5] = [
+        let table: [(AppError, u16, Extra); 6] = [
             (open, 502, Some((RETRY_AFTER, "9"))),
             (
                 AppError::RangeNotSatisfiable(10),
@@ -332,6 +340,11 @@ mod tests {
                 Some((WWW_AUTHENTICATE, "Basic realm=\"feedcache\"")),
             ),
             (AppError::NotFound, 404, None),
+            (
+                CacheError::IndexLoading.into(),
+                503,
+                Some((RETRY_AFTER, "5")),
+            ),
             (
                 RouteError::MethodNotAllowed("POST, DELETE").into(),
                 405,

@@ -33,7 +33,7 @@ const EVICT_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 /// is blocking work and must not wait for a request).
 fn spawn_evictor(cache: Arc<Cache>) -> Result<(), StartError> {
     crate::background::every("evict", EVICT_EVERY, move || {
-        cache.disk.evict();
+        cache.evict();
     })
     .map_err(StartError::Thread)
 }

@@ -148,17 +148,20 @@ impl DiskTier {
     }
 
     /// Removes least recently used entries while the tier is over its cap
-    /// (down to 90% of it). Returns the number removed. Blocking: call it
-    /// from a blocking thread.
-    pub fn evict(&self) -> usize {
+    /// (down to 90% of it), those whose key is `in_use` last. Returns the
+    /// number removed. Blocking: call it from a blocking thread.
+    pub fn evict(&self, in_use: impl Fn(&str) -> bool) -> usize {
         let (bytes, _) = self.index.totals();
         if self.cap == 0 || bytes <= self.cap || !self.index.ready() {
             return 0;
         }
         let target = self.cap / 100 * EVICT_TO_PERCENT;
-        let victims = self.index.victims(bytes - target);
-        for name in &victims {
-            self.drop_file(name, None);
+        let victims = self.index.victims(bytes - target, in_use);
+        for (name, key) in &victims {
+            // With its key, so a handle kept open for it goes too and the
+            // space is freed now.
+            let key = key.as_deref().map(|k| CacheKey::from(k.to_owned()));
+            self.drop_file(name, key.as_ref());
         }
         tracing::info!(
             removed = victims.len(),
@@ -169,8 +172,12 @@ impl DiskTier {
     }
 
     /// Removes every entry whose key satisfies `pred`; returns their keys.
-    /// Blocking.
-    pub fn purge(&self, pred: impl Fn(&str) -> bool) -> Vec<CacheKey> {
+    /// Refused while the start-up scan is still indexing the files, which
+    /// would leave those of earlier runs out. Blocking.
+    pub fn purge(&self, pred: impl Fn(&str) -> bool) -> Result<Vec<CacheKey>, CacheError> {
+        if !self.index.ready() {
+            return Err(CacheError::IndexLoading);
+        }
         let found = self.index.matching(pred);
         let mut keys = Vec::with_capacity(found.len());
         for (name, key) in found {
@@ -178,7 +185,7 @@ impl DiskTier {
             self.drop_file(&name, Some(&key));
             keys.push(key);
         }
-        keys
+        Ok(keys)
     }
 
     fn drop_file(&self, name: &str, key: Option<&CacheKey>) {

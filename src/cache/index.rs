@@ -87,19 +87,41 @@ impl DiskIndex {
     }
 
     /// The least recently used entries whose sizes add up to at least
-    /// `excess` bytes, oldest first.
-    pub fn victims(&self, excess: u64) -> Vec<String> {
-        let items = self.lock();
-        let mut all: Vec<(&String, &Item)> = items.iter().collect();
-        all.sort_by_key(|(_, i)| i.used);
+    /// `excess` bytes, oldest first, with their keys. Entries whose key is
+    /// `in_use` (served from memory, so their disk use is never booked
+    /// here) are taken last and count as used now.
+    pub fn victims(
+        &self,
+        excess: u64,
+        in_use: impl Fn(&str) -> bool,
+    ) -> Vec<(String, Option<Arc<str>>)> {
+        let mut items = self.lock();
+        let mut all: Vec<(String, Option<Arc<str>>, u64, u64)> = items
+            .iter()
+            .map(|(n, i)| (n.clone(), i.key.clone(), i.size, i.used))
+            .collect();
+        all.sort_by_key(|(.., used)| *used);
+        let (busy, idle): (Vec<_>, Vec<_>) = all
+            .into_iter()
+            .partition(|(_, key, ..)| key.as_deref().is_some_and(&in_use));
         let mut freed = 0;
         let mut out = Vec::new();
-        for (name, i) in all {
+        let mut spared = Vec::new();
+        for (name, key, size, _) in idle.into_iter().chain(busy) {
             if freed >= excess {
-                break;
+                if key.as_deref().is_some_and(&in_use) {
+                    spared.push(name);
+                }
+                continue;
             }
-            freed += i.size;
-            out.push(name.clone());
+            freed += size;
+            out.push((name, key));
+        }
+        for name in spared {
+            let t = self.clock.fetch_add(1, Ordering::Relaxed);
+            if let Some(i) = items.get_mut(&name) {
+                i.used = t;
+            }
         }
         out
     }
@@ -253,7 +275,12 @@ mod tests {
         ix.insert("c", "proget/f/flat/c/1.0.0/c.nupkg", 100);
         ix.touch("a");
         assert_eq!(ix.totals(), (300, 3));
-        assert_eq!(ix.victims(150), vec!["b".to_string(), "c".to_string()]);
+        let names =
+            |v: Vec<(String, Option<Arc<str>>)>| v.into_iter().map(|(n, _)| n).collect::<Vec<_>>();
+        assert_eq!(names(ix.victims(150, |_| false)), ["b", "c"]);
+        // An entry memory serves goes last, and counts as used.
+        assert_eq!(names(ix.victims(150, |k| k.contains("/b/"))), ["c", "a"]);
+        assert_eq!(names(ix.victims(100, |_| false)), ["c"]);
         ix.remove("b");
         assert_eq!(ix.totals(), (200, 2));
         let m = ix.matching(|k| k.starts_with("proget/f/"));
@@ -297,6 +324,6 @@ mod tests {
         assert!(ix.contains(&name));
         assert!(data.join("ab").join(&name).is_file(), "moved up");
         // Eviction only ever sees entry names.
-        assert_eq!(ix.victims(1), vec![name]);
+        assert_eq!(ix.victims(1, |_| false), vec![(name, None)]);
     }
 }

@@ -76,6 +76,22 @@ impl MemoryTier {
         self.hot.changed();
     }
 
+    /// Whether an entry of this key is held (no maintenance run, no read
+    /// recorded).
+    pub fn holds(&self, key: &str) -> bool {
+        self.cache.contains_key(&CacheKey::from(key.to_owned()))
+    }
+
+    /// The keys held that satisfy `pred` (for purges: an entry may be held
+    /// here after its file was evicted, or without one at all).
+    pub fn matching(&self, pred: impl Fn(&str) -> bool) -> Vec<CacheKey> {
+        self.cache
+            .iter()
+            .filter(|(k, _)| pred(k.as_str()))
+            .map(|(k, _)| (*k).clone())
+            .collect()
+    }
+
     /// Entries currently held (approximate; no maintenance run).
     pub fn entry_count(&self) -> u64 {
         self.cache.entry_count()

@@ -46,6 +46,10 @@ pub enum CacheError {
     /// served from the upstream instead.
     #[error("cache disk not writable")]
     NotWritable,
+    /// The disk index is still being built from the files (`index.rs`): a
+    /// purge now would miss entries of earlier runs.
+    #[error("cache index still loading")]
+    IndexLoading,
 }
 
 /// A cached entry, wherever it lives.
@@ -190,15 +194,32 @@ impl Cache {
     /// forgets remembered 404s; returns the keys removed.
     pub async fn purge(
         self: &Arc<Self>,
-        pred: impl Fn(&str) -> bool + Send + 'static,
+        pred: impl Fn(&str) -> bool + Send + Sync + 'static,
     ) -> Result<Vec<CacheKey>, CacheError> {
-        let this = self.clone();
-        let keys = load::blocking(move || Ok(this.disk.purge(pred))).await?;
+        let (this, pred) = (self.clone(), Arc::new(pred));
+        let on_disk = pred.clone();
+        let mut keys = load::blocking(move || this.disk.purge(|k| on_disk(k))).await?;
+        // Entries memory holds without a file (evicted from disk, or kept
+        // while the disk took no writes) go too.
+        let seen: std::collections::HashSet<CacheKey> = keys.iter().cloned().collect();
+        keys.extend(
+            self.memory
+                .matching(|k| pred(k))
+                .into_iter()
+                .filter(|k| !seen.contains(k)),
+        );
         for k in &keys {
             self.memory.remove(k).await;
         }
         self.negative.invalidate_all();
         Ok(keys)
+    }
+
+    /// Keeps the disk tier under its cap. Entries memory serves are never
+    /// read from disk, so the disk's own record calls them old; they go
+    /// last. Blocking.
+    pub fn evict(&self) -> usize {
+        self.disk.evict(|k| self.memory.holds(k))
     }
 
     /// Drops an entry from both tiers.
@@ -218,6 +239,44 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(10), f)
             .await
             .expect("timed out")
+    }
+
+    /// A purge reaches what memory holds without a file (evicted from disk,
+    /// or kept while the disk took no writes), not only what disk indexes.
+    #[tokio::test]
+    async fn a_purge_removes_entries_memory_holds_without_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Arc::new(Cache::new(
+            MemoryTier::new(64 << 20, 4 << 20),
+            DiskTier::open(dir.path()).unwrap(),
+            Duration::from_secs(60),
+        ));
+        within(async {
+            while !cache.disk.index.ready() {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        let meta = entry::test_meta(Freshness::Immutable);
+        let (a, b) = ("nuget/flat/a/1.0.0/a.nupkg", "nuget/flat/b/1.0.0/b.nupkg");
+        for k in [a, b] {
+            let key = CacheKey::from(k.to_owned());
+            within(cache.put(&key, meta.clone(), Bytes::from_static(b"body")))
+                .await
+                .unwrap();
+        }
+        // a's file goes behind memory's back, as an eviction takes it.
+        within(cache.disk.remove(&CacheKey::from(a.to_owned())))
+            .await
+            .unwrap();
+        let purged = within(cache.purge(|k| k.starts_with("nuget/flat/")))
+            .await
+            .unwrap();
+        assert_eq!(purged.len(), 2, "{purged:?}");
+        for k in [a, b] {
+            let key = CacheKey::from(k.to_owned());
+            assert!(within(cache.get(&key)).await.unwrap().is_none(), "{k}");
+        }
     }
 
     #[tokio::test]
