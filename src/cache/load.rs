@@ -78,8 +78,20 @@ pub(super) fn load(path: &Path, durable: &Durability) -> Result<Option<DiskEntry
         Err(_) => "unreadable header",
     };
     tracing::warn!(path = %path.display(), why, "removing damaged cache entry");
-    let _ = fs::remove_file(path);
+    remove_if_same(path, &stat);
     Ok(None)
+}
+
+/// Removes `path` if it still names the file `opened` describes. A check
+/// can take long (a CRC over a large suspect entry), and meanwhile a fill
+/// may have published a good entry under the same name by rename; that
+/// one must stay.
+fn remove_if_same(path: &Path, opened: &fs::Metadata) {
+    use std::os::unix::fs::MetadataExt;
+    let same = fs::metadata(path).is_ok_and(|m| m.dev() == opened.dev() && m.ino() == opened.ino());
+    if same {
+        let _ = fs::remove_file(path);
+    }
 }
 
 /// CRC-32 of an entry's body (blocking).
@@ -167,4 +179,27 @@ pub async fn read_at(file: Arc<File>, offset: u64, len: usize) -> Result<Bytes, 
         Ok(Bytes::from(buf))
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_damaged_file_is_removed_but_not_its_replacement() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("entry");
+        // (replaced by rename after it was opened, still there afterwards)
+        for (replaced, kept) in [(false, false), (true, true)] {
+            fs::write(&path, b"damaged").unwrap();
+            let opened = File::open(&path).unwrap().metadata().unwrap();
+            if replaced {
+                let fresh = dir.path().join("fresh");
+                fs::write(&fresh, b"a good entry").unwrap();
+                fs::rename(&fresh, &path).unwrap();
+            }
+            remove_if_same(&path, &opened);
+            assert_eq!(path.exists(), kept, "replaced: {replaced}");
+        }
+    }
 }

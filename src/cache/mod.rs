@@ -13,6 +13,7 @@ mod index;
 mod inflight;
 mod load;
 mod memory;
+mod removals;
 mod shared;
 mod writable;
 mod writev;
@@ -143,6 +144,7 @@ impl Cache {
         if let Some(m) = self.memory.get(key).await {
             return Ok(Some(Found::Memory(m)));
         }
+        let seen = self.disk.removals();
         let Some(d) = self.disk.get(key).await? else {
             return Ok(None);
         };
@@ -163,6 +165,10 @@ impl Cache {
                 .and_then(|_| self.held.back(&d.file, d.offset, d.len, d.meta.templated)),
         });
         self.memory.insert(key.clone(), m.clone()).await;
+        if !self.disk.kept_after(seen) {
+            // A removal (a purge) raced the load: served once, not kept.
+            self.memory.remove(key).await;
+        }
         Ok(Some(Found::Memory(m)))
     }
 
