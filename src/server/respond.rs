@@ -189,10 +189,14 @@ pub fn plan(reply: Reply, req: &Request<'_>, public_base: &str, mode: Mode) -> P
     let ask = match (&body, total) {
         (Body::Fill(..) | Body::Stream(..) | Body::Extract(_), _) | (_, None) => RangeAsk::Full,
         _ if is_head => RangeAsk::Full,
-        _ if !if_range_holds(req.header("if-range"), &etag, meta.last_modified.as_deref()) => {
-            RangeAsk::Full
-        }
-        (_, Some(len)) => parse_range(req.header("range"), len),
+        (_, Some(len)) => match req.header("range") {
+            Some(r)
+                if if_range_holds(req.header("if-range"), &etag, meta.last_modified.as_deref()) =>
+            {
+                parse_range(Some(r), len)
+            }
+            _ => RangeAsk::Full,
+        },
     };
     let (start, len) = match (ask, total) {
         (RangeAsk::Unsatisfiable, Some(t)) => return Plan::Error(AppError::RangeNotSatisfiable(t)),
