@@ -9,8 +9,8 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use url::Url;
 
+use super::blob_meta::blob_meta;
 use super::entry::Meta;
-use super::fill::blob_meta;
 use super::Cache;
 use crate::error::AppError;
 use crate::upstream::{classify, Request, Upstream};

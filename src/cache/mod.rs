@@ -1,5 +1,6 @@
 //! The two-tier cache: memory (moka) over disk, plus fills in flight.
 
+mod blob_meta;
 mod blocks;
 mod bypass;
 mod disk;
