@@ -95,29 +95,38 @@ impl DiskIndex {
         excess: u64,
         in_use: impl Fn(&str) -> bool,
     ) -> Vec<(String, Option<Arc<str>>)> {
-        let mut items = self.lock();
-        let mut all: Vec<(String, Option<Arc<str>>, u64, u64)> = items
+        // A snapshot: the memory tier is asked without the lock held, and
+        // only about the oldest entries, until enough is found.
+        let mut all: Vec<(String, Option<Arc<str>>, u64, u64)> = self
+            .lock()
             .iter()
             .map(|(n, i)| (n.clone(), i.key.clone(), i.size, i.used))
             .collect();
-        all.sort_by_key(|(.., used)| *used);
-        let (busy, idle): (Vec<_>, Vec<_>) = all
-            .into_iter()
-            .partition(|(_, key, ..)| key.as_deref().is_some_and(&in_use));
+        all.sort_unstable_by_key(|(.., used)| *used);
         let mut freed = 0;
-        let mut out = Vec::new();
-        let mut spared = Vec::new();
-        for (name, key, size, _) in idle.into_iter().chain(busy) {
+        let (mut out, mut spared) = (Vec::new(), Vec::new());
+        for (name, key, size, _) in all {
             if freed >= excess {
-                if key.as_deref().is_some_and(&in_use) {
-                    spared.push(name);
-                }
+                break;
+            }
+            if key.as_deref().is_some_and(&in_use) {
+                spared.push((name, key, size));
                 continue;
             }
             freed += size;
             out.push((name, key));
         }
-        for name in spared {
+        // Only entries in use were left to take: they go too, oldest first.
+        let mut spared = spared.into_iter();
+        while freed < excess {
+            let Some((name, key, size)) = spared.next() else {
+                break;
+            };
+            freed += size;
+            out.push((name, key));
+        }
+        let mut items = self.lock();
+        for (name, ..) in spared {
             let t = self.clock.fetch_add(1, Ordering::Relaxed);
             if let Some(i) = items.get_mut(&name) {
                 i.used = t;
@@ -281,6 +290,8 @@ mod tests {
         // An entry memory serves goes last, and counts as used.
         assert_eq!(names(ix.victims(150, |k| k.contains("/b/"))), ["c", "a"]);
         assert_eq!(names(ix.victims(100, |_| false)), ["c"]);
+        // With only entries in use, they go after all, oldest first.
+        assert_eq!(names(ix.victims(150, |_| true)), ["c", "a"]);
         ix.remove("b");
         assert_eq!(ix.totals(), (200, 2));
         let m = ix.matching(|k| k.starts_with("proget/f/"));
