@@ -282,7 +282,7 @@ impl Cache {
             _ => {
                 // Disk only; an older memory entry of the key must not
                 // shadow the new file.
-                self.memory.remove(key).await;
+                self.memory.remove_if_held(key).await;
                 return Ok(());
             }
         };

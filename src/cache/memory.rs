@@ -67,13 +67,22 @@ impl MemoryTier {
             // with its housekeeping, and the change must be seen at once.
             self.hot.changed();
         } else {
-            self.remove(&key).await;
+            self.remove_if_held(&key).await;
         }
     }
 
     pub async fn remove(&self, key: &CacheKey) {
         self.cache.invalidate(key).await;
         self.hot.changed();
+    }
+
+    /// `remove`, only when the key is held: every removal drops the
+    /// workers' hot copies (`hot.rs`), and a fill too large for memory
+    /// must not cost them that for nothing.
+    pub async fn remove_if_held(&self, key: &CacheKey) {
+        if self.cache.contains_key(key) {
+            self.remove(key).await;
+        }
     }
 
     /// Whether an entry of this key is held (no maintenance run, no read
