@@ -411,6 +411,13 @@ async fn requests_read_in_place_and_by_pingora_are_answered_alike() {
         ("GET", little, "Range: bytes=0-9\r\n".to_owned(), 206),
         ("GET", little, "Range: bytes=99999-\r\n".to_owned(), 416),
         ("GET", little, format!("If-None-Match: {etag}\r\n"), 304),
+        // One list over two field lines (RFC 9110 5.3).
+        (
+            "GET",
+            little,
+            format!("If-None-Match: \"nope\"\r\nIf-None-Match: {etag}\r\n"),
+            304,
+        ),
         // Range is for GET only (RFC 9110 §14.2).
         ("HEAD", little, "Range: bytes=0-9\r\n".to_owned(), 200),
         ("HEAD", little, "Range: bytes=99999-\r\n".to_owned(), 200),

@@ -85,6 +85,21 @@ impl<'a> Request<'a> {
         }
     }
 
+    /// Every field line `name` (lower case) as one comma-separated list
+    /// (RFC 9110 5.3), for list fields such as `If-None-Match`; borrowed
+    /// when there is one line. Lines that are not visible ASCII are left out.
+    pub fn header_list(&self, name: &str) -> Option<std::borrow::Cow<'a, str>> {
+        match self.fields {
+            Fields::Map(m) => joined(m.get_all(name).iter().filter_map(|v| v.to_str().ok())),
+            Fields::Parsed(fields) => joined(
+                fields
+                    .iter()
+                    .filter(|f| f.name.eq_ignore_ascii_case(name))
+                    .filter_map(|f| visible_text(f.value)),
+            ),
+        }
+    }
+
     /// The fields as a header map, for the checks that want every value of
     /// a name (client keys). Built only when asked for.
     pub fn header_map(&self) -> std::borrow::Cow<'a, HeaderMap> {
@@ -268,6 +283,21 @@ static URI_BYTE: [bool; 256] = {
 };
 
 /// A field value as text, when it is visible ASCII (tabs and spaces too).
+/// Field lines as one list: the line itself when there is one (no
+/// allocation on the common path), else joined with ", ".
+fn joined<'a>(mut lines: impl Iterator<Item = &'a str>) -> Option<std::borrow::Cow<'a, str>> {
+    let first = lines.next()?;
+    let Some(second) = lines.next() else {
+        return Some(std::borrow::Cow::Borrowed(first));
+    };
+    let mut all = format!("{first}, {second}");
+    for l in lines {
+        all.push_str(", ");
+        all.push_str(l);
+    }
+    Some(std::borrow::Cow::Owned(all))
+}
+
 fn visible_text(v: &[u8]) -> Option<&str> {
     v.iter()
         .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
@@ -394,5 +424,23 @@ mod tests {
         }
         assert_eq!(p.req.header("HOST"), Some("feed.example"));
         assert_eq!(map.get_all("x-apikey").iter().count(), 2);
+        // A list field over two lines reads as one list, either way.
+        let from_map = Request {
+            fields: Fields::Map(&map),
+            conn: Conn::Stream {
+                tls: false,
+                socket: None,
+            },
+            method: http::Method::GET,
+            path: "/x",
+            query: None,
+            authority: None,
+            version: http::Version::HTTP_11,
+        };
+        for r in [&p.req, &from_map] {
+            assert_eq!(r.header_list("x-apikey").as_deref(), Some("k1, k2"));
+            assert_eq!(r.header_list("if-none-match").as_deref(), Some("\"e\""));
+            assert_eq!(r.header_list("range"), None);
+        }
     }
 }

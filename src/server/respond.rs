@@ -151,7 +151,7 @@ pub fn plan(reply: Reply, req: &Request<'_>, public_base: &str, mode: Mode) -> P
         head.push("X-Feedcache-Missing", m.as_str());
     }
 
-    if none_match(req.header("if-none-match"), &etag) {
+    if none_match(req.header_list("if-none-match").as_deref(), &etag) {
         head.status = 304;
         let sent = Sent {
             status: 304,
