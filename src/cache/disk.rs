@@ -43,8 +43,8 @@ pub struct DiskTier {
     /// Whether writes are attempted (off for a while after one failed).
     pub writable: Writable,
     /// Removals in flight, so a load that raced one does not keep what
-    /// it read (`removals.rs`).
-    removals: Removals,
+    /// it read (`removals.rs`): here, and where memory promotes a load.
+    pub(super) removals: Removals,
 }
 
 /// Bodies up to this size are written by the calling task itself: a few
@@ -223,30 +223,18 @@ impl DiskTier {
         }
         let path = self.path_of(&name);
         let durable = self.durable.clone();
-        let seen = self.removals();
+        let seen = self.removals.seen();
         let found = blocking(move || load(&path, &durable)).await?;
         if let Some(e) = &found {
-            if self.kept_after(seen) {
+            if self.removals.kept_after(seen) {
                 self.open.insert(key.clone(), e.clone());
-                if !self.kept_after(seen) {
+                if !self.removals.kept_after(seen) {
                     self.open.invalidate(key);
                 }
             }
             self.index.touch(&name);
         }
         Ok(found)
-    }
-
-    /// Where the removal count stands; read before a load whose result is
-    /// to be kept (in the open-entry cache, or promoted to memory).
-    pub fn removals(&self) -> u64 {
-        self.removals.seen()
-    }
-
-    /// Whether what a load read after `seen` may stay where it was kept
-    /// (`removals.rs`); if not, the keeper takes it back out.
-    pub fn kept_after(&self, seen: u64) -> bool {
-        self.removals.kept_after(seen)
     }
 
     /// Publishes a filled temp file as the entry for `key`, sealed with the

@@ -145,7 +145,7 @@ impl Cache {
         if let Some(m) = self.memory.get(key).await {
             return Ok(Some(Found::Memory(m)));
         }
-        let seen = self.disk.removals();
+        let seen = self.disk.removals.seen();
         let Some(d) = self.disk.get(key).await? else {
             return Ok(None);
         };
@@ -166,7 +166,7 @@ impl Cache {
                 .and_then(|_| self.held.back(&d.file, d.offset, d.len, d.meta.templated)),
         });
         self.memory.insert(key.clone(), m.clone()).await;
-        if !self.disk.kept_after(seen) {
+        if !self.disk.removals.kept_after(seen) {
             // A removal (a purge) raced the load: served once, not kept.
             self.memory.remove(key).await;
         }
